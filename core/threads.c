@@ -1,0 +1,143 @@
+/*
+ * core/threads.c — a fixed pool of pthreads with one job slot.
+ *
+ * A job is (fn, ctx, n, chunk). Workers and the caller take chunks from an atomic counter
+ * until none is left; the caller then waits for the last chunk to finish. Only one job runs
+ * at a time; a second caller finds the pool busy (trylock) and runs its work serially.
+ */
+#include "core/threads.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "core/error.h"
+
+#define MAX_THREADS 256
+
+static struct {
+    pthread_mutex_t busy;      /* held by the thread that owns the current job */
+    pthread_mutex_t mu;        /* guards the fields below */
+    pthread_cond_t wake, done;
+    pthread_t tid[MAX_THREADS];
+    int nworkers;              /* threads started (not counting callers) */
+    int want;                  /* requested size, 0 = default */
+    uint64_t generation;       /* bumped for every job */
+    int stop;
+    /* the job */
+    cg_range_fn fn;
+    void *ctx;
+    int64_t n, chunk;
+    atomic_llong next;         /* next chunk index */
+    int active;                /* workers still inside the job */
+} P = {.busy = PTHREAD_MUTEX_INITIALIZER, .mu = PTHREAD_MUTEX_INITIALIZER,
+       .wake = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER};
+
+static _Thread_local int t_in_pool; /* set inside pool tasks: nested calls run serially */
+
+int cg_cpu_count(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)(n > MAX_THREADS ? MAX_THREADS : n) : 1;
+}
+
+int cg_threads_get(void) {
+    int want = P.want;
+    if (want <= 0) {
+        const char *env = getenv("CG_THREADS");
+        int e = env ? atoi(env) : 0;
+        want = e > 0 ? e : cg_cpu_count();
+    }
+    return want > MAX_THREADS ? MAX_THREADS : want;
+}
+
+void cg_threads_set(int n) { P.want = n; }
+
+static void run_chunks(int worker) {
+    int64_t nchunks = (P.n + P.chunk - 1) / P.chunk;
+    for (;;) {
+        int64_t c = atomic_fetch_add(&P.next, 1);
+        if (c >= nchunks) break;
+        int64_t b = c * P.chunk, e = b + P.chunk < P.n ? b + P.chunk : P.n;
+        P.fn(P.ctx, b, e, worker);
+    }
+}
+
+static void *worker_main(void *arg) {
+    int id = (int)(intptr_t)arg; /* workers are 1..nworkers; the caller is 0 */
+    uint64_t seen = 0;
+    t_in_pool = 1;
+    pthread_mutex_lock(&P.mu);
+    for (;;) {
+        while (!P.stop && P.generation == seen) pthread_cond_wait(&P.wake, &P.mu);
+        if (P.stop) break;
+        seen = P.generation;
+        pthread_mutex_unlock(&P.mu);
+        run_chunks(id);
+        pthread_mutex_lock(&P.mu);
+        if (--P.active == 0) pthread_cond_signal(&P.done);
+    }
+    pthread_mutex_unlock(&P.mu);
+    return NULL;
+}
+
+static void ensure_workers(int nthreads) {
+    /* Restart the pool when the requested size changed. */
+    if (P.nworkers == nthreads - 1) return;
+    cg_threads_shutdown();
+    P.stop = 0;
+    for (int i = 1; i < nthreads; i++) {
+        if (pthread_create(&P.tid[i - 1], NULL, worker_main, (void *)(intptr_t)i) != 0) break;
+        P.nworkers++;
+    }
+}
+
+void cg_threads_shutdown(void) {
+    pthread_mutex_lock(&P.mu);
+    P.stop = 1;
+    pthread_cond_broadcast(&P.wake);
+    pthread_mutex_unlock(&P.mu);
+    for (int i = 0; i < P.nworkers; i++) pthread_join(P.tid[i], NULL);
+    P.nworkers = 0;
+    P.stop = 0;
+}
+
+static void at_exit_shutdown(void) {
+    if (pthread_mutex_trylock(&P.busy) == 0) {
+        cg_threads_shutdown();
+        pthread_mutex_unlock(&P.busy);
+    }
+}
+
+void cg_parallel_for(int64_t n, int64_t grain, cg_range_fn fn, void *ctx) {
+    if (n <= 0) return;
+    if (grain < 1) grain = 1;
+    int nt = cg_threads_get();
+    if (nt <= 1 || n <= grain || t_in_pool || pthread_mutex_trylock(&P.busy) != 0) {
+        fn(ctx, 0, n, 0);
+        return;
+    }
+    static int registered;
+    if (!registered) { registered = 1; atexit(at_exit_shutdown); }
+    ensure_workers(nt);
+    /* About 4 chunks per thread balances uneven chunks without much overhead. */
+    int64_t chunk = (n + 4 * (int64_t)nt - 1) / (4 * (int64_t)nt);
+    if (chunk < grain) chunk = grain;
+
+    pthread_mutex_lock(&P.mu);
+    P.fn = fn; P.ctx = ctx; P.n = n; P.chunk = chunk;
+    atomic_store(&P.next, 0);
+    P.active = P.nworkers;
+    P.generation++;
+    pthread_cond_broadcast(&P.wake);
+    pthread_mutex_unlock(&P.mu);
+
+    t_in_pool = 1;
+    run_chunks(0);
+    t_in_pool = 0;
+
+    pthread_mutex_lock(&P.mu);
+    while (P.active > 0) pthread_cond_wait(&P.done, &P.mu);
+    pthread_mutex_unlock(&P.mu);
+    pthread_mutex_unlock(&P.busy);
+}

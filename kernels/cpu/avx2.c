@@ -1,0 +1,19 @@
+/*
+ * kernels/cpu/avx2.c — cpuid check and the list of AVX2 kernels that replace reference ones.
+ * This file is compiled without -mavx2 so that the check itself runs on any x86-64.
+ */
+#include "kernels/cpu/avx2.h"
+
+int cg_cpu_has_avx2(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
+
+void cg_avx2_install(cg_backend *table) {
+    /* TODO(issue 3): the AVX2 kernels register here, one line per kernel. */
+    (void)table;
+}
