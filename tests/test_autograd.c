@@ -555,7 +555,7 @@ static void test_backward_accumulates(void) {
 }
 
 static void test_tape_rewind_frees(void) {
-    cg_tensor *w = t_rand(DEV, CG_SHAPE(8, 8), -1, 1, 1);
+    cg_tensor *w0 = t_rand(DEV, CG_SHAPE(8, 8), -1, 1, 1), *w = w0;
     cg_tape_pos m = cg_tape_mark();
     for (int i = 0; i < 10; i++) w = i ? cg_tanh(cg_matmul(w, w)) : cg_matmul(w, w);
     CHECK(cg_tape_nodes() > m.nodes && cg_tape_temps() > m.temps);
@@ -564,6 +564,7 @@ static void test_tape_rewind_frees(void) {
     CHECK(cg_tape_nodes() == m.nodes && cg_tape_temps() == m.temps);
     CHECK(kept->node == NULL); /* a kept result becomes a leaf */
     cg_tensor_free(kept);
+    cg_tensor_free(w0);
     cg_tape_reset();
 }
 

@@ -1,0 +1,10 @@
+/* tools/cmd_evaluate.c — `calograd evaluate`. TODO: not implemented yet (tracked in its issue). */
+#include "cli.h"
+#include "commands.h"
+
+int cmd_evaluate(int argc, char **argv) {
+    cli_opt opts[] = {{0}};
+    int rc = cli_parse("evaluate", "Not implemented yet.", opts, argc, argv);
+    if (rc != CLI_OK) return rc == CLI_HELP ? 0 : 2;
+    return cli_fail("evaluate", "not implemented yet");
+}

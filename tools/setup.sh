@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# tools/setup.sh — install what calograd needs (Debian 12; apt-get as root) and build it.
+# Idempotent: installs only what is missing, reconfigures only when needed.
+#   bash tools/setup.sh            -> build/ (release), build/tools/calograd
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+for p in build-essential meson ninja-build pkg-config zlib1g-dev libhdf5-dev; do
+  have_pkg "$p" || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "calograd setup: missing Debian packages: ${need[*]} (run as root, or: sudo apt-get install ${need[*]})" >&2
+    exit 2
+  fi
+  echo "calograd setup: installing ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# Python with numpy/scipy/h5py is used by tests as an independent reference (optional:
+# those tests skip without it). Prefer pip; fall back to Debian's packages.
+if command -v python3 >/dev/null && ! python3 -c 'import numpy, scipy, h5py' 2>/dev/null; then
+  python3 -m pip install -q numpy scipy h5py 2>/dev/null \
+    || { [ "$(id -u)" -eq 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-numpy python3-scipy python3-h5py >/dev/null; } \
+    || echo "calograd setup: numpy/scipy/h5py not installed; the tests that compare with them will skip" >&2
+fi
+
+if [ ! -f build/build.ninja ]; then
+  meson setup build --buildtype=release >/dev/null
+fi
+ninja -C build >/dev/null
+echo "calograd setup: built build/tools/calograd"
