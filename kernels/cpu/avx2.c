@@ -14,6 +14,11 @@ int cg_cpu_has_avx2(void) {
 }
 
 void cg_avx2_install(cg_backend *table) {
-    /* TODO(issue 3): the AVX2 kernels register here, one line per kernel. */
+#if defined(__x86_64__) /* kernels/cpu/meson.build builds the AVX2 files on x86-64 only */
+    table->conv_fwd = cg_avx2_conv_fwd;
+    table->conv_bwd_data = cg_avx2_conv_bwd_data;
+    table->conv_bwd_weight = cg_avx2_conv_bwd_weight;
+#else
     (void)table;
+#endif
 }

@@ -6,6 +6,9 @@
  * reference table with the AVX2 kernels; entries it leaves alone keep the reference kernel.
  * Files with AVX2 code are compiled with -mavx2 -mfma and are only ever called through
  * the table after the cpuid check, so the library still runs on older processors.
+ *
+ * The kernels below have the signatures (and semantics) of the cg_backend entries of the
+ * same name (core/backend.h); each file's header says how it is blocked and threaded.
  */
 #ifndef CG_KERNELS_CPU_AVX2_H
 #define CG_KERNELS_CPU_AVX2_H
@@ -14,5 +17,10 @@
 
 int cg_cpu_has_avx2(void);
 void cg_avx2_install(cg_backend *table);
+
+/* avx2_conv3d.c */
+void cg_avx2_conv_fwd(float *y, const float *x, const float *w, const float *bias, const cg_conv_desc *c);
+void cg_avx2_conv_bwd_data(float *dx, const float *dy, const float *w, const cg_conv_desc *c);
+void cg_avx2_conv_bwd_weight(float *dw, const float *x, const float *dy, const cg_conv_desc *c);
 
 #endif

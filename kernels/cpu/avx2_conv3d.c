@@ -1,0 +1,750 @@
+/*
+ * kernels/cpu/avx2_conv3d.c — AVX2+FMA 3-D convolution: forward, backward-data and
+ * backward-weight (and so conv_transpose3d, which is backward-data). Semantics: those of
+ * the reference kernels (kernels/cpu/conv3d.c, core/backend.h), which tests/test_backend_ops.c
+ * holds these to.
+ *
+ * One idea serves all three. Every kernel is reduced to stride-1 correlations on a
+ * "staged" copy of its input:
+ *   - forward, stride s: the zero-padded input is split into s³ phase planes
+ *     (X_r[j] = x[s·j + r - pad]), so y[o] = Σ_r Σ_t X_r[o + t] · w[s·t + r]: a stride-1
+ *     correlation whose k-steps run over (input channel, phase, sub-kernel tap);
+ *   - backward-data, stride s: each output phase dx[s·m + r] is a stride-1 correlation of
+ *     the zero-padded dy with the flipped sub-kernel w[k ≡ (r + pad) mod s] (s³ of them,
+ *     written with stride s into dx);
+ *   - backward-weight: dw[co][k-step] = Σ_positions dy · X[position + offset(k-step)], on
+ *     the forward's staging.
+ * A k-step is one (channel, tap) pair: an offset into the staged input and one weight per
+ * output channel. Kernel-size-1 convolutions with P % 8 == 0 voxels read the input in
+ * place: their k-steps are the channels and the correlation is a matrix product.
+ *
+ * The register tile (the microkernel) of the correlation is R output channels × M output
+ * rows × V vectors of 8 positions along w (R·M·V <= 12 accumulators, enough to hide the
+ * FMA latency): per k-step it broadcasts R weights, loads M·V input vectors (unaligned,
+ * straight from the staged rows) and issues R·M·V FMAs. Rows of the staged input are
+ * O + k - 1 wide, so the vectors of a tile read consecutive memory; the lanes past the
+ * row's end compute garbage that is never stored. A small cost model (FMA issue, FMA
+ * latency, loads) picks R, M and V per shape. Backward-weight's tile is R output channels
+ * × C k-steps, vectors along the positions, reduced to scalars at the end of each block.
+ *
+ * Threads: cg_parallel_for over tiles (disjoint outputs). Backward-weight sums each
+ * tile's blocks of positions in a fixed order (sample, block), so results do not depend
+ * on the thread count. Staged copies live in the scratch cache (avx2_util.h).
+ *
+ * Limits: staged sizes are indexed with int32 offsets within one sample (asserted).
+ */
+#include <math.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/threads.h"
+#include "kernels/cpu/avx2.h"
+#include "kernels/cpu/avx2_util.h"
+#include "kernels/cpu/ref.h"
+
+#define MAXR 6    /* output channels per register tile */
+#define MAXM 6    /* output rows per register tile */
+#define MAXV 4    /* vectors of 8 positions per row of a tile */
+#define MAXC 6    /* k-steps per backward-weight tile */
+#define SLACK 16  /* zeroed floats after a staged sample: the tiles' garbage lanes read there */
+#define GROUP_BYTES ((int64_t)32 << 20) /* staged samples processed together, at most */
+
+/* ------------------------------------------------------------ plans ---- */
+
+/* One stride-1 correlation: out[row][o] = bias[row] + Σ_j w_j[row] · in[base(o) + off[j]]. */
+typedef struct {
+    int64_t K;          /* k-steps */
+    int32_t *off;       /* (K) offsets into one staged sample */
+    int32_t *widx;      /* (K) index into w of each k-step's weight, for row 0 */
+    float *wp;          /* packed weights: block b of R rows, k-step j, row r at wp[(b·K + j)·R + r] */
+    int O[3];           /* output extent (d, h, w) */
+    int64_t ys[3];      /* output strides (d, h, w) within one output channel */
+    int64_t yoff;       /* offset of output (0, 0, 0) within one output channel */
+    int M, V;           /* tile rows and vectors per row */
+} corr;
+
+typedef struct {
+    int flat;           /* the input is read in place: one row of P positions per channel */
+    int Cin, Cout;      /* channels of the correlation's input and output ("rows") */
+    int in[3];          /* input extent (of the tensor the staging reads) */
+    int s[3], p[3];     /* staging: phase stride and low padding per axis */
+    int L[3];           /* staged extent per axis (Dj, Hj, Wj) */
+    int nph;            /* phase planes per channel: s0·s1·s2 */
+    int64_t plane, cstride, sample; /* staged elements: per phase plane, channel, sample */
+    int64_t ych;        /* output elements per output channel */
+    int64_t rstride;    /* weight index step between output rows (packing) */
+    int R;              /* output rows per tile (weight packing block) */
+    int ncorr;
+    corr c[27];         /* the phases of backward-data with strides up to 3; else 1 */
+} plan;
+
+static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+/* Cycles of one tile, roughly: two FMAs per cycle, four cycles of FMA latency per k-step
+ * (each accumulator depends on the previous k-step), three loads per cycle, and a fixed
+ * cost for starting the tile and storing its accumulators. */
+static double tile_cost(int R, int M, int V, int64_t K) {
+    double a = (double)R * M * V, loads = R + M * V + 1;
+    double per = fmax(fmax(a / 2, 4.0), loads / 3);
+    return (double)K * per + 24 + 2 * a;
+}
+
+static double corr_cost(const corr *c, int Cout, int R, int M, int V) {
+    int64_t nvec = ceil_div(c->O[2], 8);
+    int64_t nr[2] = {Cout / R, Cout % R}, nm[2] = {c->O[1] / M, c->O[1] % M}, nv[2] = {nvec / V, nvec % V};
+    int rr[2] = {R, Cout % R}, mm[2] = {M, c->O[1] % M}, vv[2] = {V, (int)(nvec % V)};
+    double t = 0;
+    for (int a = 0; a < 2; a++)
+        for (int b = 0; b < 2; b++)
+            for (int d = 0; d < 2; d++)
+                if (nr[a] && nm[b] && nv[d] && rr[a] && mm[b] && vv[d])
+                    t += (double)nr[a] * nm[b] * nv[d] * tile_cost(rr[a], mm[b], vv[d], c->K);
+    return t * c->O[0];
+}
+
+/* Choose R for the plan and (M, V) for each correlation. */
+static void choose_tiles(plan *p) {
+    double best_total = INFINITY;
+    int bestR = 1, bestM[27], bestV[27];
+    for (int R = 1; R <= MAXR; R++) {
+        double total = 0;
+        int Ms[27], Vs[27];
+        for (int i = 0; i < p->ncorr; i++) {
+            double best = INFINITY;
+            Ms[i] = Vs[i] = 1;
+            for (int M = 1; M <= MAXM; M++)
+                for (int V = 1; V <= MAXV; V++) {
+                    if (R * M * V > 12) continue;
+                    double t = corr_cost(&p->c[i], p->Cout, R, M, V);
+                    if (t < best) { best = t; Ms[i] = M; Vs[i] = V; }
+                }
+            total += best;
+        }
+        if (total < best_total) {
+            best_total = total;
+            bestR = R;
+            memcpy(bestM, Ms, sizeof Ms);
+            memcpy(bestV, Vs, sizeof Vs);
+        }
+    }
+    p->R = bestR;
+    for (int i = 0; i < p->ncorr; i++) { p->c[i].M = bestM[i]; p->c[i].V = bestV[i]; }
+}
+
+static void staging_sizes(plan *p) {
+    p->nph = p->s[0] * p->s[1] * p->s[2];
+    p->plane = (int64_t)p->L[0] * p->L[1] * p->L[2];
+    p->cstride = p->nph * p->plane;
+    p->sample = p->Cin * p->cstride + SLACK;
+    CG_ASSERT_MSG(p->sample < INT32_MAX, "a convolution sample too large for the AVX2 kernels");
+}
+
+/* A 1x1x1 kernel, stride 1, no padding, P % 8 == 0: read in place. */
+static int is_flat(const cg_conv_desc *c) {
+    int64_t P = (int64_t)c->in[0] * c->in[1] * c->in[2];
+    for (int d = 0; d < 3; d++)
+        if (c->k[d] != 1 || c->stride[d] != 1 || c->pad[d] != 0) return 0;
+    return P % 8 == 0 && P < INT32_MAX / (c->Ci > c->Co ? c->Ci : c->Co);
+}
+
+static void corr_alloc(corr *c, int64_t K) {
+    c->K = K;
+    c->off = cg_xmalloc((size_t)(K ? K : 1) * sizeof(int32_t));
+    c->widx = cg_xmalloc((size_t)(K ? K : 1) * sizeof(int32_t));
+    c->wp = NULL;
+}
+
+static void plan_free(plan *p) {
+    for (int i = 0; i < p->ncorr; i++) {
+        free(p->c[i].off);
+        free(p->c[i].widx);
+        free(p->c[i].wp);
+    }
+}
+
+/* Forward: input x (Ci channels), output y (Co rows); also backward-weight's staging. */
+static void plan_forward(plan *p, const cg_conv_desc *c) {
+    memset(p, 0, sizeof *p);
+    p->Cin = c->Ci;
+    p->Cout = c->Co;
+    p->ncorr = 1;
+    corr *q = &p->c[0];
+    const int k3 = c->k[0] * c->k[1] * c->k[2];
+    p->rstride = (int64_t)c->Ci * k3;
+    for (int d = 0; d < 3; d++) q->O[d] = c->out[d];
+    q->ys[0] = (int64_t)c->out[1] * c->out[2];
+    q->ys[1] = c->out[2];
+    q->ys[2] = 1;
+    q->yoff = 0;
+    p->ych = (int64_t)c->out[0] * c->out[1] * c->out[2];
+    if (is_flat(c)) {
+        p->flat = 1;
+        int64_t P = (int64_t)c->in[0] * c->in[1] * c->in[2];
+        q->O[0] = q->O[1] = 1;
+        q->O[2] = (int)P;
+        p->L[0] = p->L[1] = 1;
+        p->L[2] = (int)P;
+        p->s[0] = p->s[1] = p->s[2] = 1;
+        p->nph = 1;
+        p->plane = p->cstride = P;
+        corr_alloc(q, c->Ci);
+        for (int ci = 0; ci < c->Ci; ci++) {
+            q->off[ci] = (int32_t)(ci * P);
+            q->widx[ci] = ci;
+        }
+        return;
+    }
+    int T[3][8]; /* taps of each phase per axis (strides > 8 fall back to the reference) */
+    for (int d = 0; d < 3; d++) {
+        p->in[d] = c->in[d];
+        p->s[d] = c->stride[d];
+        p->p[d] = c->pad[d];
+        int T0 = (int)ceil_div(c->k[d], c->stride[d]);
+        p->L[d] = c->out[d] + T0 - 1;
+        for (int r = 0; r < c->stride[d]; r++) T[d][r] = c->k[d] > r ? (int)ceil_div(c->k[d] - r, c->stride[d]) : 0;
+    }
+    staging_sizes(p);
+    corr_alloc(q, (int64_t)c->Ci * k3);
+    int64_t j = 0;
+    for (int ci = 0; ci < c->Ci; ci++)
+        for (int rd = 0; rd < p->s[0]; rd++)
+        for (int rh = 0; rh < p->s[1]; rh++)
+        for (int rw = 0; rw < p->s[2]; rw++) {
+            int64_t ph = ((int64_t)rd * p->s[1] + rh) * p->s[2] + rw;
+            for (int td = 0; td < T[0][rd]; td++)
+            for (int th = 0; th < T[1][rh]; th++)
+            for (int tw = 0; tw < T[2][rw]; tw++) {
+                int kd = td * p->s[0] + rd, kh = th * p->s[1] + rh, kw = tw * p->s[2] + rw;
+                q->off[j] = (int32_t)(ci * p->cstride + ph * p->plane + ((int64_t)td * p->L[1] + th) * p->L[2] + tw);
+                q->widx[j] = ci * k3 + (kd * c->k[1] + kh) * c->k[2] + kw;
+                j++;
+            }
+        }
+    CG_ASSERT(j == q->K);
+}
+
+/* Backward-data: input dy (Co channels), output dx (Ci rows), one correlation per phase. */
+static void plan_bwd_data(plan *p, const cg_conv_desc *c) {
+    memset(p, 0, sizeof *p);
+    p->Cin = c->Co;
+    p->Cout = c->Ci;
+    const int k3 = c->k[0] * c->k[1] * c->k[2];
+    p->rstride = k3;
+    p->ych = (int64_t)c->in[0] * c->in[1] * c->in[2];
+    if (is_flat(c)) {
+        p->flat = 1;
+        int64_t P = p->ych;
+        corr *q = &p->c[0];
+        p->ncorr = 1;
+        q->O[0] = q->O[1] = 1;
+        q->O[2] = (int)P;
+        q->ys[2] = 1;
+        p->L[0] = p->L[1] = 1;
+        p->L[2] = (int)P;
+        p->s[0] = p->s[1] = p->s[2] = 1;
+        p->nph = 1;
+        p->plane = p->cstride = P;
+        corr_alloc(q, c->Co);
+        for (int co = 0; co < c->Co; co++) {
+            q->off[co] = (int32_t)(co * P);
+            q->widx[co] = co * c->Ci; /* w[co][ci]: row ci adds ci·rstride (= ci) */
+        }
+        return;
+    }
+    /* Per axis and output phase r: the first tap k0, the tap count T, the dy shift c, the
+     * phase's output count M; then the staging's low padding and each phase's offset. */
+    int k0[3][8], T[3][8], M[3][8], delta[3][8];
+    for (int d = 0; d < 3; d++) {
+        int s = c->stride[d], pad = c->pad[d], K = c->k[d], I = c->in[d];
+        int plo = 0, cr[8];
+        for (int r = 0; r < s; r++) {
+            k0[d][r] = (r + pad) % s;
+            T[d][r] = K > k0[d][r] ? (int)ceil_div(K - k0[d][r], s) : 0;
+            cr[r] = (r + pad - k0[d][r]) / s;
+            M[d][r] = I > r ? (int)ceil_div(I - r, s) : 0;
+            if (T[d][r] > 0 && M[d][r] > 0 && T[d][r] - 1 - cr[r] > plo) plo = T[d][r] - 1 - cr[r];
+        }
+        int L = 1;
+        for (int r = 0; r < s; r++) {
+            delta[d][r] = plo + cr[r] - T[d][r] + 1;
+            if (T[d][r] == 0) delta[d][r] = 0;
+            int need = M[d][r] + delta[d][r] + (T[d][r] > 0 ? T[d][r] - 1 : 0);
+            if (need > L) L = need;
+        }
+        p->in[d] = c->out[d];
+        p->s[d] = 1;
+        p->p[d] = plo;
+        p->L[d] = L;
+    }
+    staging_sizes(p);
+    for (int rd = 0; rd < c->stride[0]; rd++)
+    for (int rh = 0; rh < c->stride[1]; rh++)
+    for (int rw = 0; rw < c->stride[2]; rw++) {
+        if (!M[0][rd] || !M[1][rh] || !M[2][rw]) continue;
+        corr *q = &p->c[p->ncorr++];
+        q->O[0] = M[0][rd];
+        q->O[1] = M[1][rh];
+        q->O[2] = M[2][rw];
+        q->ys[0] = (int64_t)c->stride[0] * c->in[1] * c->in[2];
+        q->ys[1] = (int64_t)c->stride[1] * c->in[2];
+        q->ys[2] = c->stride[2];
+        q->yoff = ((int64_t)rd * c->in[1] + rh) * c->in[2] + rw;
+        corr_alloc(q, (int64_t)c->Co * T[0][rd] * T[1][rh] * T[2][rw]);
+        int64_t j = 0;
+        for (int co = 0; co < c->Co; co++)
+            for (int td = 0; td < T[0][rd]; td++)
+            for (int th = 0; th < T[1][rh]; th++)
+            for (int tw = 0; tw < T[2][rw]; tw++) {
+                int kd = k0[0][rd] + c->stride[0] * (T[0][rd] - 1 - td);
+                int kh = k0[1][rh] + c->stride[1] * (T[1][rh] - 1 - th);
+                int kw = k0[2][rw] + c->stride[2] * (T[2][rw] - 1 - tw);
+                q->off[j] = (int32_t)(co * p->cstride + ((int64_t)(delta[0][rd] + td) * p->L[1] + delta[1][rh] + th) *
+                                                            p->L[2] + delta[2][rw] + tw);
+                q->widx[j] = co * c->Ci * k3 + (kd * c->k[1] + kh) * c->k[2] + kw;
+                j++;
+            }
+        CG_ASSERT(j == q->K);
+    }
+}
+
+/* Pack each correlation's weights in blocks of R output rows (zero rows past Cout). */
+static void pack_weights(plan *p, const float *w) {
+    for (int i = 0; i < p->ncorr; i++) {
+        corr *q = &p->c[i];
+        int64_t nb = ceil_div(p->Cout, p->R);
+        q->wp = cg_xmalloc((size_t)(nb * p->R * (q->K ? q->K : 1)) * sizeof(float));
+        for (int64_t b = 0; b < nb; b++)
+            for (int64_t j = 0; j < q->K; j++)
+                for (int r = 0; r < p->R; r++) {
+                    int64_t row = b * p->R + r;
+                    q->wp[(b * q->K + j) * p->R + r] = row < p->Cout ? w[row * p->rstride + q->widx[j]] : 0.0f;
+                }
+    }
+}
+
+/* ---------------------------------------------------------- staging ---- */
+
+typedef struct {
+    const plan *p;
+    float *dst;          /* staged samples */
+    const float *src;    /* the first sample's input */
+} stage_job;
+
+/* One (sample, channel): dst[ph][j] = src[s·j + r - pad] per axis, zero outside. */
+static void stage_task(void *ctx, int64_t b, int64_t e, int worker) {
+    const stage_job *J = ctx;
+    const plan *p = J->p;
+    const int64_t iplane = (int64_t)p->in[1] * p->in[2], ichan = p->in[0] * iplane;
+    for (int64_t it = b; it < e; it++) {
+        int64_t n = it / p->Cin, ch = it % p->Cin;
+        const float *src = J->src + (n * p->Cin + ch) * ichan;
+        float *dst = J->dst + n * p->sample + ch * p->cstride;
+        for (int rd = 0; rd < p->s[0]; rd++)
+        for (int rh = 0; rh < p->s[1]; rh++)
+        for (int rw = 0; rw < p->s[2]; rw++) {
+            float *o = dst + (((int64_t)rd * p->s[1] + rh) * p->s[2] + rw) * p->plane;
+            /* the staged w-range [lo, hi) that maps inside the input row */
+            int lo = 0, hi = p->L[2];
+            while (lo < hi && lo * p->s[2] + rw - p->p[2] < 0) lo++;
+            while (hi > lo && (hi - 1) * p->s[2] + rw - p->p[2] >= p->in[2]) hi--;
+            for (int jd = 0; jd < p->L[0]; jd++) {
+                int id = jd * p->s[0] + rd - p->p[0];
+                for (int jh = 0; jh < p->L[1]; jh++, o += p->L[2]) {
+                    int ih = jh * p->s[1] + rh - p->p[1];
+                    if (id < 0 || id >= p->in[0] || ih < 0 || ih >= p->in[1] || lo >= hi) {
+                        memset(o, 0, (size_t)p->L[2] * sizeof(float));
+                        continue;
+                    }
+                    const float *row = src + id * iplane + (int64_t)ih * p->in[2];
+                    const int64_t shift = rw - p->p[2];
+                    for (int jw = 0; jw < lo; jw++) o[jw] = 0.0f;
+                    if (p->s[2] == 1) memcpy(o + lo, row + lo + shift, (size_t)(hi - lo) * sizeof(float));
+                    else for (int jw = lo; jw < hi; jw++) o[jw] = row[(int64_t)jw * p->s[2] + shift];
+                    for (int jw = hi; jw < p->L[2]; jw++) o[jw] = 0.0f;
+                }
+            }
+        }
+        if (ch == p->Cin - 1) memset(dst + p->cstride, 0, SLACK * sizeof(float));
+    }
+}
+
+static void stage(const plan *p, float *dst, const float *src, int64_t nsamples) {
+    stage_job J = {p, dst, src};
+    cg_parallel_for(nsamples * p->Cin, 1, stage_task, &J);
+}
+
+/* Samples staged together: as many as fit GROUP_BYTES, at least one. */
+static int64_t group_size(const plan *p, int64_t N) {
+    int64_t g = GROUP_BYTES / (p->sample * (int64_t)sizeof(float));
+    return g < 1 ? 1 : g > N ? N : g;
+}
+
+/* ------------------------------------------------ correlation tiles ---- */
+
+typedef struct {
+    const float *x;      /* staged input at the tile's first position */
+    const int32_t *off;  /* (K) k-step offsets */
+    const float *wp;     /* (K, wps) packed weights of the tile's first row */
+    int64_t K, wps, xrs; /* xrs: staged stride between the tile's rows */
+    float *y;            /* output of the tile's first row, output row, position */
+    int64_t ycs, yrs, yws; /* output strides: row (channel), output row, position */
+    int nw;              /* valid positions per output row (1 .. 8V) */
+    const float *bias;   /* R values, or NULL */
+} fwd_tile;
+
+static inline __attribute__((always_inline)) void fwd_body(const fwd_tile *t, const int R, const int M, const int V) {
+    __m256 acc[MAXR][MAXM][MAXV];
+    for (int r = 0; r < R; r++) {
+        __m256 b = t->bias ? _mm256_set1_ps(t->bias[r]) : _mm256_setzero_ps();
+        for (int m = 0; m < M; m++)
+            for (int v = 0; v < V; v++) acc[r][m][v] = b;
+    }
+    const float *x = t->x, *wp = t->wp;
+    const int32_t *off = t->off;
+    const int64_t xrs = t->xrs, wps = t->wps, K = t->K;
+    for (int64_t j = 0; j < K; j++) {
+        const float *xp = x + off[j], *wj = wp + j * wps;
+        if (R <= M * V) {
+            /* few rows: broadcast all weights once, stream the input vectors */
+            __m256 w[MAXR];
+            for (int r = 0; r < R; r++) w[r] = _mm256_broadcast_ss(wj + r);
+            for (int m = 0; m < M; m++)
+                for (int v = 0; v < V; v++) {
+                    __m256 xv = _mm256_loadu_ps(xp + m * xrs + 8 * v);
+                    for (int r = 0; r < R; r++) acc[r][m][v] = _mm256_fmadd_ps(w[r], xv, acc[r][m][v]);
+                }
+        } else {
+            /* many rows: load the input vectors once, stream the weights */
+            __m256 xv[MAXM][MAXV];
+            for (int m = 0; m < M; m++)
+                for (int v = 0; v < V; v++) xv[m][v] = _mm256_loadu_ps(xp + m * xrs + 8 * v);
+            for (int r = 0; r < R; r++) {
+                __m256 w = _mm256_broadcast_ss(wj + r);
+                for (int m = 0; m < M; m++)
+                    for (int v = 0; v < V; v++) acc[r][m][v] = _mm256_fmadd_ps(w, xv[m][v], acc[r][m][v]);
+            }
+        }
+    }
+    if (t->yws == 1) {
+        for (int r = 0; r < R; r++)
+            for (int m = 0; m < M; m++)
+                for (int v = 0; v < V; v++) {
+                    float *yp = t->y + r * t->ycs + m * t->yrs + 8 * v;
+                    int n = t->nw - 8 * v;
+                    if (n >= 8) _mm256_storeu_ps(yp, acc[r][m][v]);
+                    else if (n > 0) _mm256_maskstore_ps(yp, cg_avx2_mask(n), acc[r][m][v]);
+                }
+    } else {
+        for (int r = 0; r < R; r++)
+            for (int m = 0; m < M; m++)
+                for (int v = 0; v < V; v++) {
+                    float tmp[8];
+                    _mm256_storeu_ps(tmp, acc[r][m][v]);
+                    float *yp = t->y + r * t->ycs + m * t->yrs + 8 * v * t->yws;
+                    for (int l = 0; l < 8 && 8 * v + l < t->nw; l++) yp[l * t->yws] = tmp[l];
+                }
+    }
+}
+
+typedef void (*fwd_fn)(const fwd_tile *);
+#define F(R, M, V) static void fwd_##R##_##M##_##V(const fwd_tile *t) { fwd_body(t, R, M, V); }
+F(1,1,1) F(1,1,2) F(1,1,3) F(1,1,4) F(1,2,1) F(1,2,2) F(1,2,3) F(1,2,4) F(1,3,1) F(1,3,2) F(1,3,3) F(1,3,4)
+F(1,4,1) F(1,4,2) F(1,4,3) F(1,5,1) F(1,5,2) F(1,6,1) F(1,6,2) F(2,1,1) F(2,1,2) F(2,1,3) F(2,1,4) F(2,2,1)
+F(2,2,2) F(2,2,3) F(2,3,1) F(2,3,2) F(2,4,1) F(2,5,1) F(2,6,1) F(3,1,1) F(3,1,2) F(3,1,3) F(3,1,4) F(3,2,1)
+F(3,2,2) F(3,3,1) F(3,4,1) F(4,1,1) F(4,1,2) F(4,1,3) F(4,2,1) F(4,3,1) F(5,1,1) F(5,1,2) F(5,2,1) F(6,1,1)
+F(6,1,2) F(6,2,1)
+#undef F
+#define F(R, M, V) [R][M][V] = fwd_##R##_##M##_##V,
+static const fwd_fn FWD[MAXR + 1][MAXM + 1][MAXV + 1] = {
+F(1,1,1) F(1,1,2) F(1,1,3) F(1,1,4) F(1,2,1) F(1,2,2) F(1,2,3) F(1,2,4) F(1,3,1) F(1,3,2) F(1,3,3) F(1,3,4)
+F(1,4,1) F(1,4,2) F(1,4,3) F(1,5,1) F(1,5,2) F(1,6,1) F(1,6,2) F(2,1,1) F(2,1,2) F(2,1,3) F(2,1,4) F(2,2,1)
+F(2,2,2) F(2,2,3) F(2,3,1) F(2,3,2) F(2,4,1) F(2,5,1) F(2,6,1) F(3,1,1) F(3,1,2) F(3,1,3) F(3,1,4) F(3,2,1)
+F(3,2,2) F(3,3,1) F(3,4,1) F(4,1,1) F(4,1,2) F(4,1,3) F(4,2,1) F(4,3,1) F(5,1,1) F(5,1,2) F(5,2,1) F(6,1,1)
+F(6,1,2) F(6,2,1)
+};
+#undef F
+
+/* ------------------------------------------------ forward and bwd-data ---- */
+
+typedef struct {
+    const plan *p;
+    const float *in;     /* staged samples of the group (or the input itself when flat) */
+    int64_t in_sample;   /* elements between samples of `in` */
+    float *y;            /* output of the group's first sample */
+    const float *bias;
+    int64_t G;           /* samples in the group */
+    int64_t first[28];   /* first item of each correlation */
+} corr_job;
+
+static void corr_task(void *ctx, int64_t b, int64_t e, int worker) {
+    const corr_job *J = ctx;
+    const plan *p = J->p;
+    const int64_t nrb = ceil_div(p->Cout, p->R);
+    int ci = 0;
+    for (int64_t it = b; it < e; it++) {
+        while (it >= J->first[ci + 1]) ci++;
+        const corr *q = &p->c[ci];
+        const int64_t nvec = ceil_div(q->O[2], 8), nseg = ceil_div(nvec, q->V), nmb = ceil_div(q->O[1], q->M);
+        int64_t k = it - J->first[ci];
+        int64_t rb = k % nrb; k /= nrb;
+        int64_t seg = k % nseg; k /= nseg;
+        int64_t mb = k % nmb; k /= nmb;
+        int64_t od = k % q->O[0], n = k / q->O[0];
+        int R = (int)(p->Cout - rb * p->R < p->R ? p->Cout - rb * p->R : p->R);
+        int M = (int)(q->O[1] - mb * q->M < q->M ? q->O[1] - mb * q->M : q->M);
+        int V = (int)(nvec - seg * q->V < q->V ? nvec - seg * q->V : q->V);
+        int64_t oh = mb * q->M, ow = seg * 8 * q->V;
+        fwd_tile t = {
+            .x = J->in + n * J->in_sample + (od * p->L[1] + oh) * p->L[2] + ow,
+            .off = q->off,
+            .wp = q->wp + rb * p->R * q->K,
+            .K = q->K,
+            .wps = p->R,
+            .xrs = p->L[2],
+            .y = J->y + (n * p->Cout + rb * p->R) * p->ych + q->yoff + od * q->ys[0] + oh * q->ys[1] + ow * q->ys[2],
+            .ycs = p->ych,
+            .yrs = q->ys[1],
+            .yws = q->ys[2],
+            .nw = (int)(q->O[2] - ow < 8 * V ? q->O[2] - ow : 8 * V),
+            .bias = J->bias ? J->bias + rb * p->R : NULL,
+        };
+        FWD[R][M][V](&t);
+    }
+}
+
+/* Run every correlation of the plan over N samples of `in` (in_chan channels of in_elems
+ * each per sample) into y. */
+static void run_corr(const plan *p, float *y, const float *in, const float *bias, int64_t N) {
+    const int64_t in_elems = (int64_t)p->in[0] * p->in[1] * p->in[2];
+    int64_t G = p->flat ? N : group_size(p, N);
+    float *st = p->flat ? NULL : cg_avx2_scratch_get((size_t)(G * p->sample) * sizeof(float));
+    for (int64_t n0 = 0; n0 < N; n0 += G) {
+        int64_t g = N - n0 < G ? N - n0 : G;
+        corr_job J = {.p = p, .y = y + n0 * p->Cout * p->ych, .bias = bias, .G = g};
+        if (p->flat) {
+            J.in = in + n0 * p->Cin * p->cstride;
+            J.in_sample = p->Cin * p->cstride;
+        } else {
+            stage(p, st, in + n0 * p->Cin * in_elems, g);
+            J.in = st;
+            J.in_sample = p->sample;
+        }
+        int64_t total = 0, nrb = ceil_div(p->Cout, p->R);
+        for (int i = 0; i < p->ncorr; i++) {
+            const corr *q = &p->c[i];
+            J.first[i] = total;
+            total += g * q->O[0] * ceil_div(q->O[1], q->M) * ceil_div(ceil_div(q->O[2], 8), q->V) * nrb;
+        }
+        J.first[p->ncorr] = total;
+        cg_parallel_for(total, 1, corr_task, &J);
+    }
+    cg_avx2_scratch_put(st);
+}
+
+void cg_avx2_conv_fwd(float *y, const float *x, const float *w, const float *bias, const cg_conv_desc *c) {
+    for (int d = 0; d < 3; d++)
+        if (c->stride[d] > 8) { cg_ref_conv_fwd(y, x, w, bias, c); return; }
+    plan p;
+    plan_forward(&p, c);
+    choose_tiles(&p);
+    pack_weights(&p, w);
+    run_corr(&p, y, x, bias, c->N);
+    plan_free(&p);
+}
+
+void cg_avx2_conv_bwd_data(float *dx, const float *dy, const float *w, const cg_conv_desc *c) {
+    for (int d = 0; d < 3; d++)
+        if (c->stride[d] > 3) { cg_ref_conv_bwd_data(dx, dy, w, c); return; }
+    plan p;
+    plan_bwd_data(&p, c);
+    choose_tiles(&p);
+    pack_weights(&p, w);
+    run_corr(&p, dx, dy, NULL, c->N);
+    plan_free(&p);
+}
+
+/* ---------------------------------------------------- backward-weight ---- */
+
+typedef struct {
+    const float *x;      /* staged input at the block's first position */
+    const int32_t *off;  /* (C) the tile's k-step offsets */
+    const float *dy;     /* dy of the tile's first channel at the block's first position */
+    int64_t dycs;        /* dy channel stride */
+    int64_t nrows, nvec; /* the block: nrows rows of nvec vectors */
+    int64_t xrs, dyrs;   /* row strides */
+    double *out;         /* partial dw of (the tile's first channel, first k-step) */
+    int64_t ocs;         /* its channel stride */
+} bw_tile;
+
+static inline __attribute__((always_inline)) void bw_body(const bw_tile *t, const int R, const int C) {
+    __m256 acc[MAXR][MAXC];
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps();
+    const float *xc[MAXC];
+    for (int c = 0; c < C; c++) xc[c] = t->x + t->off[c];
+    for (int64_t row = 0; row < t->nrows; row++) {
+        const float *dyr = t->dy + row * t->dyrs;
+        const int64_t xo = row * t->xrs;
+        for (int64_t i = 0; i < 8 * t->nvec; i += 8) {
+            if (R <= C) {
+                __m256 d[MAXR];
+                for (int r = 0; r < R; r++) d[r] = _mm256_loadu_ps(dyr + r * t->dycs + i);
+                for (int c = 0; c < C; c++) {
+                    __m256 xv = _mm256_loadu_ps(xc[c] + xo + i);
+                    for (int r = 0; r < R; r++) acc[r][c] = _mm256_fmadd_ps(d[r], xv, acc[r][c]);
+                }
+            } else {
+                __m256 xv[MAXC];
+                for (int c = 0; c < C; c++) xv[c] = _mm256_loadu_ps(xc[c] + xo + i);
+                for (int r = 0; r < R; r++) {
+                    __m256 d = _mm256_loadu_ps(dyr + r * t->dycs + i);
+                    for (int c = 0; c < C; c++) acc[r][c] = _mm256_fmadd_ps(d, xv[c], acc[r][c]);
+                }
+            }
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) t->out[r * t->ocs + c] += cg_avx2_hsum_pd(acc[r][c]);
+}
+
+typedef void (*bw_fn)(const bw_tile *);
+#define B(R, C) static void bw_##R##_##C(const bw_tile *t) { bw_body(t, R, C); }
+B(1,1) B(1,2) B(1,3) B(1,4) B(1,5) B(1,6) B(2,1) B(2,2) B(2,3) B(2,4) B(2,5) B(2,6) B(3,1) B(3,2) B(3,3) B(3,4)
+B(4,1) B(4,2) B(4,3) B(5,1) B(5,2) B(6,1) B(6,2)
+#undef B
+#define B(R, C) [R][C] = bw_##R##_##C,
+static const bw_fn BW[MAXR + 1][MAXC + 1] = {
+B(1,1) B(1,2) B(1,3) B(1,4) B(1,5) B(1,6) B(2,1) B(2,2) B(2,3) B(2,4) B(2,5) B(2,6) B(3,1) B(3,2) B(3,3) B(3,4)
+B(4,1) B(4,2) B(4,3) B(5,1) B(5,2) B(6,1) B(6,2)
+};
+#undef B
+
+typedef struct {
+    const plan *p;
+    const float *xs;     /* staged x of the group (or x itself when flat) */
+    int64_t x_sample;
+    const float *dys;    /* dy of the group, rows padded to whole vectors */
+    int64_t dy_sample, dyrs;
+    int64_t G;
+    int R, C;            /* tile: output channels × k-steps */
+    int64_t ncb;         /* k-step blocks */
+    int64_t rows_per_block, vec_per_block; /* a block of positions */
+    double *acc;         /* (Co, K) sums */
+} bw_job;
+
+static void bw_task(void *ctx, int64_t b, int64_t e, int worker) {
+    const bw_job *J = ctx;
+    const plan *p = J->p;
+    const corr *q = &p->c[0];
+    const int64_t nvec = ceil_div(q->O[2], 8);
+    for (int64_t n = 0; n < J->G; n++) {
+        const float *xs = J->xs + n * J->x_sample, *dys = J->dys + n * J->dy_sample;
+        for (int64_t od = 0; od < q->O[0]; od++)
+            for (int64_t oh = 0; oh < q->O[1]; oh += J->rows_per_block)
+                for (int64_t v0 = 0; v0 < nvec; v0 += J->vec_per_block) {
+                    int64_t nr = q->O[1] - oh < J->rows_per_block ? q->O[1] - oh : J->rows_per_block;
+                    int64_t nv = nvec - v0 < J->vec_per_block ? nvec - v0 : J->vec_per_block;
+                    for (int64_t it = b; it < e; it++) {
+                        int64_t rb = it / J->ncb, cb = it % J->ncb;
+                        int R = (int)(p->Cout - rb * J->R < J->R ? p->Cout - rb * J->R : J->R);
+                        int C = (int)(q->K - cb * J->C < J->C ? q->K - cb * J->C : J->C);
+                        bw_tile t = {
+                            .x = xs + (od * p->L[1] + oh) * p->L[2] + 8 * v0,
+                            .off = q->off + cb * J->C,
+                            .dy = dys + rb * J->R * (J->dy_sample / p->Cout) + (od * q->O[1] + oh) * J->dyrs + 8 * v0,
+                            .dycs = J->dy_sample / p->Cout,
+                            .nrows = nr,
+                            .nvec = nv,
+                            .xrs = p->L[2],
+                            .dyrs = J->dyrs,
+                            .out = J->acc + rb * J->R * q->K + cb * J->C,
+                            .ocs = q->K,
+                        };
+                        BW[R][C](&t);
+                    }
+                }
+    }
+}
+
+typedef struct {
+    const float *dy;
+    float *dst;
+    int64_t rows, ow, owp; /* rows per sample·channel, valid and padded row length */
+} pad_job;
+
+static void pad_rows_task(void *ctx, int64_t b, int64_t e, int worker) {
+    const pad_job *J = ctx;
+    for (int64_t r = b; r < e; r++) {
+        memcpy(J->dst + r * J->owp, J->dy + r * J->ow, (size_t)J->ow * sizeof(float));
+        memset(J->dst + r * J->owp + J->ow, 0, (size_t)(J->owp - J->ow) * sizeof(float));
+    }
+}
+
+void cg_avx2_conv_bwd_weight(float *dw, const float *x, const float *dy, const cg_conv_desc *c) {
+    for (int d = 0; d < 3; d++)
+        if (c->stride[d] > 8) { cg_ref_conv_bwd_weight(dw, x, dy, c); return; }
+    plan p;
+    plan_forward(&p, c);
+    const corr *q = &p.c[0];
+    /* Tile: pick R × C (<= 12 accumulators) by the same cost model, with the k-steps as
+     * the "positions": one vector of loads per k-step and per channel. */
+    int bestR = 1, bestC = 1;
+    double best = INFINITY;
+    for (int R = 1; R <= MAXR; R++)
+        for (int C = 1; C <= MAXC; C++) {
+            if (R * C > 12) continue;
+            int64_t nr[2] = {p.Cout / R, p.Cout % R}, nc[2] = {q->K / C, q->K % C};
+            int rr[2] = {R, p.Cout % R}, cc[2] = {C, (int)(q->K % C)};
+            double t = 0;
+            for (int a = 0; a < 2; a++)
+                for (int b2 = 0; b2 < 2; b2++)
+                    if (nr[a] && nc[b2] && rr[a] && cc[b2]) {
+                        double acc = (double)rr[a] * cc[b2];
+                        t += (double)nr[a] * nc[b2] * (fmax(fmax(acc / 2, 4.0), (rr[a] + cc[b2]) / 3.0) + 3 * acc / 8);
+                    }
+            if (t < best) { best = t; bestR = R; bestC = C; }
+        }
+    const int64_t nvec = ceil_div(q->O[2], 8), owp = 8 * nvec;
+    const int64_t N = c->N, in_elems = (int64_t)c->in[0] * c->in[1] * c->in[2];
+    const int64_t oplane = (int64_t)q->O[0] * q->O[1] * q->O[2];
+    const int pad_dy = !p.flat && owp != q->O[2];
+    int64_t G = p.flat ? N : group_size(&p, N);
+    float *st = p.flat ? NULL : cg_avx2_scratch_get((size_t)(G * p.sample) * sizeof(float));
+    float *dyp = pad_dy ? cg_avx2_scratch_get((size_t)(G * p.Cout * q->O[0] * q->O[1] * owp) * sizeof(float)) : NULL;
+    double *acc = cg_xcalloc((size_t)(p.Cout * q->K), sizeof(double));
+    /* Blocks of about 2048 positions: whole rows when rows are short, else a run of
+     * vectors of one row. */
+    int64_t rows_per_block = owp >= 2048 ? 1 : (2048 / owp < q->O[1] ? 2048 / owp : q->O[1]);
+    int64_t vec_per_block = owp >= 2048 ? 256 : nvec;
+    for (int64_t n0 = 0; n0 < N; n0 += G) {
+        int64_t g = N - n0 < G ? N - n0 : G;
+        bw_job J = {.p = &p, .G = g, .R = bestR, .C = bestC, .ncb = ceil_div(q->K, bestC),
+                    .rows_per_block = rows_per_block, .vec_per_block = vec_per_block, .acc = acc};
+        if (p.flat) {
+            J.xs = x + n0 * p.Cin * p.cstride;
+            J.x_sample = p.Cin * p.cstride;
+        } else {
+            stage(&p, st, x + n0 * p.Cin * in_elems, g);
+            J.xs = st;
+            J.x_sample = p.sample;
+        }
+        if (pad_dy) {
+            pad_job P = {dy + n0 * p.Cout * oplane, dyp, q->O[0] * q->O[1], q->O[2], owp};
+            cg_parallel_for(g * p.Cout * P.rows, 64, pad_rows_task, &P);
+            J.dys = dyp;
+            J.dy_sample = p.Cout * q->O[0] * q->O[1] * owp;
+            J.dyrs = owp;
+        } else {
+            J.dys = dy + n0 * p.Cout * oplane;
+            J.dy_sample = p.Cout * oplane;
+            J.dyrs = q->O[2];
+        }
+        cg_parallel_for(ceil_div(p.Cout, bestR) * J.ncb, 1, bw_task, &J);
+    }
+    for (int64_t co = 0; co < p.Cout; co++)
+        for (int64_t j = 0; j < q->K; j++) dw[co * p.rstride + q->widx[j]] = (float)acc[co * q->K + j];
+    free(acc);
+    cg_avx2_scratch_put(st);
+    cg_avx2_scratch_put(dyp);
+    plan_free(&p);
+}
