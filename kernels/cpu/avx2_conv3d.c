@@ -39,13 +39,14 @@
 #include "core/error.h"
 #include "core/threads.h"
 #include "kernels/cpu/avx2.h"
+#include "kernels/cpu/avx2_tile.h"
 #include "kernels/cpu/avx2_util.h"
 #include "kernels/cpu/ref.h"
 
-#define MAXR 6    /* output channels per register tile */
-#define MAXM 6    /* output rows per register tile */
-#define MAXV 4    /* vectors of 8 positions per row of a tile */
-#define MAXC 6    /* k-steps per backward-weight tile */
+#define MAXR CG_TILE_MAXR
+#define MAXM CG_TILE_MAXM
+#define MAXV CG_TILE_MAXV
+#define MAXC CG_TILE_MAXC
 #define SLACK 16  /* zeroed floats after a staged sample: the tiles' garbage lanes read there */
 #define GROUP_BYTES ((int64_t)32 << 20) /* staged samples processed together, at most */
 
@@ -80,15 +81,6 @@ typedef struct {
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-/* Cycles of one tile, roughly: two FMAs per cycle, four cycles of FMA latency per k-step
- * (each accumulator depends on the previous k-step), three loads per cycle, and a fixed
- * cost for starting the tile and storing its accumulators. */
-static double tile_cost(int R, int M, int V, int64_t K) {
-    double a = (double)R * M * V, loads = R + M * V + 1;
-    double per = fmax(fmax(a / 2, 4.0), loads / 3);
-    return (double)K * per + 24 + 2 * a;
-}
-
 static double corr_cost(const corr *c, int Cout, int R, int M, int V) {
     int64_t nvec = ceil_div(c->O[2], 8);
     int64_t nr[2] = {Cout / R, Cout % R}, nm[2] = {c->O[1] / M, c->O[1] % M}, nv[2] = {nvec / V, nvec % V};
@@ -98,17 +90,17 @@ static double corr_cost(const corr *c, int Cout, int R, int M, int V) {
         for (int b = 0; b < 2; b++)
             for (int d = 0; d < 2; d++)
                 if (nr[a] && nm[b] && nv[d] && rr[a] && mm[b] && vv[d])
-                    t += (double)nr[a] * nm[b] * nv[d] * tile_cost(rr[a], mm[b], vv[d], c->K);
+                    t += (double)nr[a] * nm[b] * nv[d] * cg_avx2_bcast_cost(rr[a], mm[b], vv[d], c->K);
     return t * c->O[0];
 }
 
 /* Choose R for the plan and (M, V) for each correlation. */
 static void choose_tiles(plan *p) {
     double best_total = INFINITY;
-    int bestR = 1, bestM[27], bestV[27];
+    int bestR = 1, bestM[27] = {0}, bestV[27] = {0};
     for (int R = 1; R <= MAXR; R++) {
         double total = 0;
-        int Ms[27], Vs[27];
+        int Ms[27] = {0}, Vs[27] = {0};
         for (int i = 0; i < p->ncorr; i++) {
             double best = INFINITY;
             Ms[i] = Vs[i] = 1;
@@ -379,91 +371,6 @@ static int64_t group_size(const plan *p, int64_t N) {
     return g < 1 ? 1 : g > N ? N : g;
 }
 
-/* ------------------------------------------------ correlation tiles ---- */
-
-typedef struct {
-    const float *x;      /* staged input at the tile's first position */
-    const int32_t *off;  /* (K) k-step offsets */
-    const float *wp;     /* (K, wps) packed weights of the tile's first row */
-    int64_t K, wps, xrs; /* xrs: staged stride between the tile's rows */
-    float *y;            /* output of the tile's first row, output row, position */
-    int64_t ycs, yrs, yws; /* output strides: row (channel), output row, position */
-    int nw;              /* valid positions per output row (1 .. 8V) */
-    const float *bias;   /* R values, or NULL */
-} fwd_tile;
-
-static inline __attribute__((always_inline)) void fwd_body(const fwd_tile *t, const int R, const int M, const int V) {
-    __m256 acc[MAXR][MAXM][MAXV];
-    for (int r = 0; r < R; r++) {
-        __m256 b = t->bias ? _mm256_set1_ps(t->bias[r]) : _mm256_setzero_ps();
-        for (int m = 0; m < M; m++)
-            for (int v = 0; v < V; v++) acc[r][m][v] = b;
-    }
-    const float *x = t->x, *wp = t->wp;
-    const int32_t *off = t->off;
-    const int64_t xrs = t->xrs, wps = t->wps, K = t->K;
-    for (int64_t j = 0; j < K; j++) {
-        const float *xp = x + off[j], *wj = wp + j * wps;
-        if (R <= M * V) {
-            /* few rows: broadcast all weights once, stream the input vectors */
-            __m256 w[MAXR];
-            for (int r = 0; r < R; r++) w[r] = _mm256_broadcast_ss(wj + r);
-            for (int m = 0; m < M; m++)
-                for (int v = 0; v < V; v++) {
-                    __m256 xv = _mm256_loadu_ps(xp + m * xrs + 8 * v);
-                    for (int r = 0; r < R; r++) acc[r][m][v] = _mm256_fmadd_ps(w[r], xv, acc[r][m][v]);
-                }
-        } else {
-            /* many rows: load the input vectors once, stream the weights */
-            __m256 xv[MAXM][MAXV];
-            for (int m = 0; m < M; m++)
-                for (int v = 0; v < V; v++) xv[m][v] = _mm256_loadu_ps(xp + m * xrs + 8 * v);
-            for (int r = 0; r < R; r++) {
-                __m256 w = _mm256_broadcast_ss(wj + r);
-                for (int m = 0; m < M; m++)
-                    for (int v = 0; v < V; v++) acc[r][m][v] = _mm256_fmadd_ps(w, xv[m][v], acc[r][m][v]);
-            }
-        }
-    }
-    if (t->yws == 1) {
-        for (int r = 0; r < R; r++)
-            for (int m = 0; m < M; m++)
-                for (int v = 0; v < V; v++) {
-                    float *yp = t->y + r * t->ycs + m * t->yrs + 8 * v;
-                    int n = t->nw - 8 * v;
-                    if (n >= 8) _mm256_storeu_ps(yp, acc[r][m][v]);
-                    else if (n > 0) _mm256_maskstore_ps(yp, cg_avx2_mask(n), acc[r][m][v]);
-                }
-    } else {
-        for (int r = 0; r < R; r++)
-            for (int m = 0; m < M; m++)
-                for (int v = 0; v < V; v++) {
-                    float tmp[8];
-                    _mm256_storeu_ps(tmp, acc[r][m][v]);
-                    float *yp = t->y + r * t->ycs + m * t->yrs + 8 * v * t->yws;
-                    for (int l = 0; l < 8 && 8 * v + l < t->nw; l++) yp[l * t->yws] = tmp[l];
-                }
-    }
-}
-
-typedef void (*fwd_fn)(const fwd_tile *);
-#define F(R, M, V) static void fwd_##R##_##M##_##V(const fwd_tile *t) { fwd_body(t, R, M, V); }
-F(1,1,1) F(1,1,2) F(1,1,3) F(1,1,4) F(1,2,1) F(1,2,2) F(1,2,3) F(1,2,4) F(1,3,1) F(1,3,2) F(1,3,3) F(1,3,4)
-F(1,4,1) F(1,4,2) F(1,4,3) F(1,5,1) F(1,5,2) F(1,6,1) F(1,6,2) F(2,1,1) F(2,1,2) F(2,1,3) F(2,1,4) F(2,2,1)
-F(2,2,2) F(2,2,3) F(2,3,1) F(2,3,2) F(2,4,1) F(2,5,1) F(2,6,1) F(3,1,1) F(3,1,2) F(3,1,3) F(3,1,4) F(3,2,1)
-F(3,2,2) F(3,3,1) F(3,4,1) F(4,1,1) F(4,1,2) F(4,1,3) F(4,2,1) F(4,3,1) F(5,1,1) F(5,1,2) F(5,2,1) F(6,1,1)
-F(6,1,2) F(6,2,1)
-#undef F
-#define F(R, M, V) [R][M][V] = fwd_##R##_##M##_##V,
-static const fwd_fn FWD[MAXR + 1][MAXM + 1][MAXV + 1] = {
-F(1,1,1) F(1,1,2) F(1,1,3) F(1,1,4) F(1,2,1) F(1,2,2) F(1,2,3) F(1,2,4) F(1,3,1) F(1,3,2) F(1,3,3) F(1,3,4)
-F(1,4,1) F(1,4,2) F(1,4,3) F(1,5,1) F(1,5,2) F(1,6,1) F(1,6,2) F(2,1,1) F(2,1,2) F(2,1,3) F(2,1,4) F(2,2,1)
-F(2,2,2) F(2,2,3) F(2,3,1) F(2,3,2) F(2,4,1) F(2,5,1) F(2,6,1) F(3,1,1) F(3,1,2) F(3,1,3) F(3,1,4) F(3,2,1)
-F(3,2,2) F(3,3,1) F(3,4,1) F(4,1,1) F(4,1,2) F(4,1,3) F(4,2,1) F(4,3,1) F(5,1,1) F(5,1,2) F(5,2,1) F(6,1,1)
-F(6,1,2) F(6,2,1)
-};
-#undef F
-
 /* ------------------------------------------------ forward and bwd-data ---- */
 
 typedef struct {
@@ -494,7 +401,7 @@ static void corr_task(void *ctx, int64_t b, int64_t e, int worker) {
         int M = (int)(q->O[1] - mb * q->M < q->M ? q->O[1] - mb * q->M : q->M);
         int V = (int)(nvec - seg * q->V < q->V ? nvec - seg * q->V : q->V);
         int64_t oh = mb * q->M, ow = seg * 8 * q->V;
-        fwd_tile t = {
+        cg_bcast_tile t = {
             .x = J->in + n * J->in_sample + (od * p->L[1] + oh) * p->L[2] + ow,
             .off = q->off,
             .wp = q->wp + rb * p->R * q->K,
@@ -508,7 +415,7 @@ static void corr_task(void *ctx, int64_t b, int64_t e, int worker) {
             .nw = (int)(q->O[2] - ow < 8 * V ? q->O[2] - ow : 8 * V),
             .bias = J->bias ? J->bias + rb * p->R : NULL,
         };
-        FWD[R][M][V](&t);
+        cg_avx2_bcast_tile(R, M, V, &t);
     }
 }
 
@@ -566,60 +473,6 @@ void cg_avx2_conv_bwd_data(float *dx, const float *dy, const float *w, const cg_
 /* ---------------------------------------------------- backward-weight ---- */
 
 typedef struct {
-    const float *x;      /* staged input at the block's first position */
-    const int32_t *off;  /* (C) the tile's k-step offsets */
-    const float *dy;     /* dy of the tile's first channel at the block's first position */
-    int64_t dycs;        /* dy channel stride */
-    int64_t nrows, nvec; /* the block: nrows rows of nvec vectors */
-    int64_t xrs, dyrs;   /* row strides */
-    double *out;         /* partial dw of (the tile's first channel, first k-step) */
-    int64_t ocs;         /* its channel stride */
-} bw_tile;
-
-static inline __attribute__((always_inline)) void bw_body(const bw_tile *t, const int R, const int C) {
-    __m256 acc[MAXR][MAXC];
-    for (int r = 0; r < R; r++)
-        for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps();
-    const float *xc[MAXC];
-    for (int c = 0; c < C; c++) xc[c] = t->x + t->off[c];
-    for (int64_t row = 0; row < t->nrows; row++) {
-        const float *dyr = t->dy + row * t->dyrs;
-        const int64_t xo = row * t->xrs;
-        for (int64_t i = 0; i < 8 * t->nvec; i += 8) {
-            if (R <= C) {
-                __m256 d[MAXR];
-                for (int r = 0; r < R; r++) d[r] = _mm256_loadu_ps(dyr + r * t->dycs + i);
-                for (int c = 0; c < C; c++) {
-                    __m256 xv = _mm256_loadu_ps(xc[c] + xo + i);
-                    for (int r = 0; r < R; r++) acc[r][c] = _mm256_fmadd_ps(d[r], xv, acc[r][c]);
-                }
-            } else {
-                __m256 xv[MAXC];
-                for (int c = 0; c < C; c++) xv[c] = _mm256_loadu_ps(xc[c] + xo + i);
-                for (int r = 0; r < R; r++) {
-                    __m256 d = _mm256_loadu_ps(dyr + r * t->dycs + i);
-                    for (int c = 0; c < C; c++) acc[r][c] = _mm256_fmadd_ps(d, xv[c], acc[r][c]);
-                }
-            }
-        }
-    }
-    for (int r = 0; r < R; r++)
-        for (int c = 0; c < C; c++) t->out[r * t->ocs + c] += cg_avx2_hsum_pd(acc[r][c]);
-}
-
-typedef void (*bw_fn)(const bw_tile *);
-#define B(R, C) static void bw_##R##_##C(const bw_tile *t) { bw_body(t, R, C); }
-B(1,1) B(1,2) B(1,3) B(1,4) B(1,5) B(1,6) B(2,1) B(2,2) B(2,3) B(2,4) B(2,5) B(2,6) B(3,1) B(3,2) B(3,3) B(3,4)
-B(4,1) B(4,2) B(4,3) B(5,1) B(5,2) B(6,1) B(6,2)
-#undef B
-#define B(R, C) [R][C] = bw_##R##_##C,
-static const bw_fn BW[MAXR + 1][MAXC + 1] = {
-B(1,1) B(1,2) B(1,3) B(1,4) B(1,5) B(1,6) B(2,1) B(2,2) B(2,3) B(2,4) B(2,5) B(2,6) B(3,1) B(3,2) B(3,3) B(3,4)
-B(4,1) B(4,2) B(4,3) B(5,1) B(5,2) B(6,1) B(6,2)
-};
-#undef B
-
-typedef struct {
     const plan *p;
     const float *xs;     /* staged x of the group (or x itself when flat) */
     int64_t x_sample;
@@ -648,19 +501,20 @@ static void bw_task(void *ctx, int64_t b, int64_t e, int worker) {
                         int64_t rb = it / J->ncb, cb = it % J->ncb;
                         int R = (int)(p->Cout - rb * J->R < J->R ? p->Cout - rb * J->R : J->R);
                         int C = (int)(q->K - cb * J->C < J->C ? q->K - cb * J->C : J->C);
-                        bw_tile t = {
-                            .x = xs + (od * p->L[1] + oh) * p->L[2] + 8 * v0,
+                        const int64_t dycs = J->dy_sample / p->Cout;
+                        cg_dot_tile t = {
+                            .a = dys + rb * J->R * dycs + (od * q->O[1] + oh) * J->dyrs + 8 * v0,
+                            .b = xs + (od * p->L[1] + oh) * p->L[2] + 8 * v0,
                             .off = q->off + cb * J->C,
-                            .dy = dys + rb * J->R * (J->dy_sample / p->Cout) + (od * q->O[1] + oh) * J->dyrs + 8 * v0,
-                            .dycs = J->dy_sample / p->Cout,
-                            .nrows = nr,
+                            .acs = dycs,
+                            .ars = J->dyrs,
+                            .brs = p->L[2],
+                            .nlines = nr,
                             .nvec = nv,
-                            .xrs = p->L[2],
-                            .dyrs = J->dyrs,
-                            .out = J->acc + rb * J->R * q->K + cb * J->C,
+                            .outd = J->acc + rb * J->R * q->K + cb * J->C,
                             .ocs = q->K,
                         };
-                        BW[R][C](&t);
+                        cg_avx2_dot_tile(R, C, &t);
                     }
                 }
     }

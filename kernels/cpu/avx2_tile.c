@@ -1,0 +1,175 @@
+/*
+ * kernels/cpu/avx2_tile.c — the broadcast and dot register tiles (see avx2_tile.h).
+ *
+ * Each tile shape is its own function (a generic body, inlined with constant sizes, so the
+ * accumulators live in registers); a table maps (R, M, V) or (R, C) to it. The body loads
+ * whichever operand set is smaller into registers once per step and streams the other,
+ * which keeps accumulators + operands within the 16 YMM registers.
+ */
+#include <math.h>
+
+#include "core/error.h"
+#include "kernels/cpu/avx2_tile.h"
+#include "kernels/cpu/avx2_util.h"
+
+enum { MAXR = CG_TILE_MAXR, MAXM = CG_TILE_MAXM, MAXV = CG_TILE_MAXV, MAXC = CG_TILE_MAXC };
+
+double cg_avx2_bcast_cost(int R, int M, int V, int64_t K) {
+    double a = (double)R * M * V, loads = R + M * V + 1;
+    double per = fmax(fmax(a / 2, 4.0), loads / 3);
+    return (double)K * per + 24 + 2 * a;
+}
+
+/* ----------------------------------------------------- broadcast tile ---- */
+
+static inline __attribute__((always_inline)) void bcast_body(const cg_bcast_tile *t, const int R, const int M,
+                                                             const int V) {
+    __m256 acc[MAXR][MAXM][MAXV];
+    for (int r = 0; r < R; r++) {
+        __m256 b = t->bias ? _mm256_set1_ps(t->bias[r]) : _mm256_setzero_ps();
+        for (int m = 0; m < M; m++)
+            for (int v = 0; v < V; v++) acc[r][m][v] = b;
+    }
+    const float *x = t->x, *wp = t->wp;
+    const int32_t *off = t->off;
+    const int64_t xrs = t->xrs, wps = t->wps, K = t->K;
+    for (int64_t j = 0; j < K; j++) {
+        const float *xp = x + off[j], *wj = wp + j * wps;
+        if (R <= M * V) {
+            __m256 w[MAXR];
+            for (int r = 0; r < R; r++) w[r] = _mm256_broadcast_ss(wj + r);
+            for (int m = 0; m < M; m++)
+                for (int v = 0; v < V; v++) {
+                    __m256 xv = _mm256_loadu_ps(xp + m * xrs + 8 * v);
+                    for (int r = 0; r < R; r++) acc[r][m][v] = _mm256_fmadd_ps(w[r], xv, acc[r][m][v]);
+                }
+        } else {
+            __m256 xv[MAXM][MAXV];
+            for (int m = 0; m < M; m++)
+                for (int v = 0; v < V; v++) xv[m][v] = _mm256_loadu_ps(xp + m * xrs + 8 * v);
+            for (int r = 0; r < R; r++) {
+                __m256 w = _mm256_broadcast_ss(wj + r);
+                for (int m = 0; m < M; m++)
+                    for (int v = 0; v < V; v++) acc[r][m][v] = _mm256_fmadd_ps(w, xv[m][v], acc[r][m][v]);
+            }
+        }
+    }
+    if (t->yws == 1) {
+        const __m256 beta = _mm256_set1_ps(t->beta);
+        for (int r = 0; r < R; r++)
+            for (int m = 0; m < M; m++)
+                for (int v = 0; v < V; v++) {
+                    float *yp = t->y + r * t->ycs + m * t->yrs + 8 * v;
+                    int n = t->nw - 8 * v;
+                    if (n >= 8) {
+                        __m256 a = acc[r][m][v];
+                        if (t->beta != 0.0f) a = _mm256_fmadd_ps(beta, _mm256_loadu_ps(yp), a);
+                        _mm256_storeu_ps(yp, a);
+                    } else if (n > 0) {
+                        __m256i mk = cg_avx2_mask(n);
+                        __m256 a = acc[r][m][v];
+                        if (t->beta != 0.0f) a = _mm256_fmadd_ps(beta, _mm256_maskload_ps(yp, mk), a);
+                        _mm256_maskstore_ps(yp, mk, a);
+                    }
+                }
+    } else {
+        for (int r = 0; r < R; r++)
+            for (int m = 0; m < M; m++)
+                for (int v = 0; v < V; v++) {
+                    float tmp[8];
+                    _mm256_storeu_ps(tmp, acc[r][m][v]);
+                    float *yp = t->y + r * t->ycs + m * t->yrs + 8 * v * t->yws;
+                    for (int l = 0; l < 8 && 8 * v + l < t->nw; l++) yp[l * t->yws] = tmp[l];
+                }
+    }
+}
+
+typedef void (*bcast_fn)(const cg_bcast_tile *);
+#define F(R, M, V) static void bcast_##R##_##M##_##V(const cg_bcast_tile *t) { bcast_body(t, R, M, V); }
+F(1,1,1) F(1,1,2) F(1,1,3) F(1,1,4) F(1,2,1) F(1,2,2) F(1,2,3) F(1,2,4) F(1,3,1) F(1,3,2) F(1,3,3) F(1,3,4)
+F(1,4,1) F(1,4,2) F(1,4,3) F(1,5,1) F(1,5,2) F(1,6,1) F(1,6,2) F(2,1,1) F(2,1,2) F(2,1,3) F(2,1,4) F(2,2,1)
+F(2,2,2) F(2,2,3) F(2,3,1) F(2,3,2) F(2,4,1) F(2,5,1) F(2,6,1) F(3,1,1) F(3,1,2) F(3,1,3) F(3,1,4) F(3,2,1)
+F(3,2,2) F(3,3,1) F(3,4,1) F(4,1,1) F(4,1,2) F(4,1,3) F(4,2,1) F(4,3,1) F(5,1,1) F(5,1,2) F(5,2,1) F(6,1,1)
+F(6,1,2) F(6,2,1)
+#undef F
+#define F(R, M, V) [R][M][V] = bcast_##R##_##M##_##V,
+static const bcast_fn BCAST[MAXR + 1][MAXM + 1][MAXV + 1] = {
+F(1,1,1) F(1,1,2) F(1,1,3) F(1,1,4) F(1,2,1) F(1,2,2) F(1,2,3) F(1,2,4) F(1,3,1) F(1,3,2) F(1,3,3) F(1,3,4)
+F(1,4,1) F(1,4,2) F(1,4,3) F(1,5,1) F(1,5,2) F(1,6,1) F(1,6,2) F(2,1,1) F(2,1,2) F(2,1,3) F(2,1,4) F(2,2,1)
+F(2,2,2) F(2,2,3) F(2,3,1) F(2,3,2) F(2,4,1) F(2,5,1) F(2,6,1) F(3,1,1) F(3,1,2) F(3,1,3) F(3,1,4) F(3,2,1)
+F(3,2,2) F(3,3,1) F(3,4,1) F(4,1,1) F(4,1,2) F(4,1,3) F(4,2,1) F(4,3,1) F(5,1,1) F(5,1,2) F(5,2,1) F(6,1,1)
+F(6,1,2) F(6,2,1)
+};
+#undef F
+
+void cg_avx2_bcast_tile(int R, int M, int V, const cg_bcast_tile *t) {
+    CG_ASSERT(R >= 1 && R <= MAXR && M >= 1 && M <= MAXM && V >= 1 && V <= MAXV && BCAST[R][M][V]);
+    BCAST[R][M][V](t);
+}
+
+/* ----------------------------------------------------------- dot tile ---- */
+
+static inline __attribute__((always_inline)) void dot_step(__m256 acc[MAXR][MAXC], const float *const *ar,
+                                                           const float *const *bc, int64_t i, const int R,
+                                                           const int C, const int masked, __m256i mk) {
+#define LD(p) (masked ? _mm256_maskload_ps((p), mk) : _mm256_loadu_ps(p))
+    if (R <= C) {
+        __m256 a[MAXR];
+        for (int r = 0; r < R; r++) a[r] = LD(ar[r] + i);
+        for (int c = 0; c < C; c++) {
+            __m256 b = LD(bc[c] + i);
+            for (int r = 0; r < R; r++) acc[r][c] = _mm256_fmadd_ps(a[r], b, acc[r][c]);
+        }
+    } else {
+        __m256 b[MAXC];
+        for (int c = 0; c < C; c++) b[c] = LD(bc[c] + i);
+        for (int r = 0; r < R; r++) {
+            __m256 a = LD(ar[r] + i);
+            for (int c = 0; c < C; c++) acc[r][c] = _mm256_fmadd_ps(a, b[c], acc[r][c]);
+        }
+    }
+#undef LD
+}
+
+static inline __attribute__((always_inline)) void dot_body(const cg_dot_tile *t, const int R, const int C) {
+    __m256 acc[MAXR][MAXC];
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps();
+    const int64_t full = t->tail ? t->nvec - 1 : t->nvec;
+    const __m256i mk = cg_avx2_mask(t->tail);
+    for (int64_t line = 0; line < t->nlines; line++) {
+        const float *ar[MAXR], *bc[MAXC];
+        for (int r = 0; r < R; r++) ar[r] = t->a + r * t->acs + line * t->ars;
+        for (int c = 0; c < C; c++) bc[c] = t->b + t->off[c] + line * t->brs;
+        for (int64_t i = 0; i < 8 * full; i += 8) dot_step(acc, ar, bc, i, R, C, 0, mk);
+        if (t->tail) dot_step(acc, ar, bc, 8 * full, R, C, 1, mk);
+    }
+    if (t->outd) {
+        for (int r = 0; r < R; r++)
+            for (int c = 0; c < C; c++) t->outd[r * t->ocs + c] += cg_avx2_hsum_pd(acc[r][c]);
+    } else {
+        for (int r = 0; r < R; r++)
+            for (int c = 0; c < C; c++) {
+                float *o = t->outf + r * t->ocs + c;
+                float s = t->alpha * (float)cg_avx2_hsum_pd(acc[r][c]);
+                *o = t->beta == 0.0f ? s : s + t->beta * *o;
+            }
+    }
+}
+
+typedef void (*dot_fn)(const cg_dot_tile *);
+#define B(R, C) static void dot_##R##_##C(const cg_dot_tile *t) { dot_body(t, R, C); }
+B(1,1) B(1,2) B(1,3) B(1,4) B(1,5) B(1,6) B(2,1) B(2,2) B(2,3) B(2,4) B(2,5) B(2,6) B(3,1) B(3,2) B(3,3) B(3,4)
+B(4,1) B(4,2) B(4,3) B(5,1) B(5,2) B(6,1) B(6,2)
+#undef B
+#define B(R, C) [R][C] = dot_##R##_##C,
+static const dot_fn DOT[MAXR + 1][MAXC + 1] = {
+B(1,1) B(1,2) B(1,3) B(1,4) B(1,5) B(1,6) B(2,1) B(2,2) B(2,3) B(2,4) B(2,5) B(2,6) B(3,1) B(3,2) B(3,3) B(3,4)
+B(4,1) B(4,2) B(4,3) B(5,1) B(5,2) B(6,1) B(6,2)
+};
+#undef B
+
+void cg_avx2_dot_tile(int R, int C, const cg_dot_tile *t) {
+    CG_ASSERT(R >= 1 && R <= MAXR && C >= 1 && C <= MAXC && DOT[R][C]);
+    DOT[R][C](t);
+}
