@@ -18,6 +18,7 @@ void cg_avx2_install(cg_backend *table) {
     table->conv_fwd = cg_avx2_conv_fwd;
     table->conv_bwd_data = cg_avx2_conv_bwd_data;
     table->conv_bwd_weight = cg_avx2_conv_bwd_weight;
+    table->pointwise_layer = cg_avx2_pointwise_layer;
 #else
     (void)table;
 #endif

@@ -23,4 +23,10 @@ void cg_avx2_conv_fwd(float *y, const float *x, const float *w, const float *bia
 void cg_avx2_conv_bwd_data(float *dx, const float *dy, const float *w, const cg_conv_desc *c);
 void cg_avx2_conv_bwd_weight(float *dw, const float *x, const float *dy, const cg_conv_desc *c);
 
+/* avx2_pointwise.c */
+void cg_avx2_pointwise_layer(float *y, float *y_mean, float *y_rstd, const float *x, const float *x_mean,
+                             const float *x_rstd, const float *gamma, const float *beta, int act, float slope,
+                             const float *w, const float *bias, const float *bias_b, int64_t B, int Ci, int Co,
+                             int64_t V, float eps);
+
 #endif
