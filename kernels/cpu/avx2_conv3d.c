@@ -540,8 +540,8 @@ void cg_avx2_conv_bwd_weight(float *dw, const float *x, const float *dy, const c
     plan p;
     plan_forward(&p, c);
     const corr *q = &p.c[0];
-    /* Tile: pick R × C (<= 12 accumulators) by the same cost model, with the k-steps as
-     * the "positions": one vector of loads per k-step and per channel. */
+    /* Tile: R output channels × C k-steps (<= 12 accumulators), by the measured cost of
+     * each shape over blocks of about 256 vector steps. */
     int bestR = 1, bestC = 1;
     double best = INFINITY;
     for (int R = 1; R <= MAXR; R++)
@@ -553,8 +553,7 @@ void cg_avx2_conv_bwd_weight(float *dw, const float *x, const float *dy, const c
             for (int a = 0; a < 2; a++)
                 for (int b2 = 0; b2 < 2; b2++)
                     if (nr[a] && nc[b2] && rr[a] && cc[b2]) {
-                        double acc = (double)rr[a] * cc[b2];
-                        t += (double)nr[a] * nc[b2] * (fmax(fmax(acc / 2, 4.0), (rr[a] + cc[b2]) / 3.0) + 3 * acc / 8);
+                        t += (double)nr[a] * nc[b2] * cg_avx2_dot_cost(rr[a], cc[b2], 256);
                     }
             if (t < best) { best = t; bestR = R; bestC = C; }
         }

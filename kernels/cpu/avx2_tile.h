@@ -56,9 +56,10 @@ typedef struct {
 void cg_avx2_bcast_tile(int R, int M, int V, const cg_bcast_tile *t);
 void cg_avx2_dot_tile(int R, int C, const cg_dot_tile *t);
 
-/* Cycles of one broadcast tile of K k-steps, roughly (for choosing tile shapes): two FMAs
- * per cycle, four cycles of FMA latency per k-step, three loads per cycle, and a fixed
- * cost for starting the tile and storing it. */
+/* Estimated cycles of one broadcast tile of K k-steps, and of one dot tile of `steps`
+ * vector steps (for choosing tile shapes): the FMA count over the shape's measured
+ * efficiency, plus the cost of starting the tile and storing it. */
 double cg_avx2_bcast_cost(int R, int M, int V, int64_t K);
+double cg_avx2_dot_cost(int R, int C, int64_t steps);
 
 #endif
