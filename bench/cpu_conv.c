@@ -6,10 +6,14 @@
  *   ./build/bench/cpu_conv --quick          one small case, nothing written (a smoke run)
  *   options: --threads N  --reps N  --out PATH  --no-pp  --case NAME (only cases whose name
  *            contains NAME; nothing is written unless --out is given)
+ *            --onednn-isa avx2|native (default avx2)
  *
  * For every case: forward, backward-data and backward-weight time of calograd's dispatch
  * table (cg_backend_get(CG_CPU): the AVX2 kernels on an AVX2 machine) and of oneDNN, with
- * the same thread count. oneDNN gets its best case: every primitive chooses its own memory
+ * the same thread count. oneDNN runs its AVX2 kernels by default (--onednn-isa avx2: the
+ * same instruction set as calograd's kernels; on a processor with AVX-512 its default
+ * would be its AVX-512 kernels, which --onednn-isa native measures). Otherwise it gets its
+ * best case: every primitive chooses its own memory
  * formats (format `any`), its inputs are created in those formats, so no reorder is timed,
  * and the algorithm is `auto`. For a conv_transpose3d case the three passes are oneDNN's
  * deconvolution primitives, and calograd's are conv_bwd_data (forward), conv_fwd
@@ -446,7 +450,7 @@ static void cpu_model(char *out, size_t n) {
 
 int main(int argc, char **argv) {
     int quick = 0, reps = 0, threads = 0, do_pp = 1;
-    const char *out_path = NULL, *only = NULL;
+    const char *out_path = NULL, *only = NULL, *isa = "avx2";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--no-pp")) do_pp = 0;
@@ -454,8 +458,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--out") && i + 1 < argc) out_path = argv[++i];
         else if (!strcmp(argv[i], "--case") && i + 1 < argc) only = argv[++i];
+        else if (!strcmp(argv[i], "--onednn-isa") && i + 1 < argc) isa = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [--quick] [--threads N] [--reps N] [--out PATH] [--no-pp] [--case NAME]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick] [--threads N] [--reps N] [--out PATH] [--no-pp] [--case NAME]\n"
+                            "       [--onednn-isa avx2|native]\n", argv[0]);
             return 2;
         }
     }
@@ -469,6 +475,11 @@ int main(int argc, char **argv) {
     if (reps <= 0) reps = quick ? 3 : 11;
     if (!out_path && !quick && !only) out_path = "bench/results/cpu_conv.json";
     const cg_backend *be = cg_backend_get(CG_CPU);
+    if (!strcmp(isa, "avx2")) DNNL(dnnl_set_max_cpu_isa(dnnl_cpu_isa_avx2));
+    else if (strcmp(isa, "native") != 0) {
+        fprintf(stderr, "cpu_conv: --onednn-isa takes avx2 or native, not '%s'\n", isa);
+        return 2;
+    }
     DNNL(dnnl_engine_create(&g_eng, dnnl_cpu, 0));
     DNNL(dnnl_stream_create(&g_stream, g_eng, dnnl_stream_default_flags));
     const dnnl_version_t *ver = dnnl_version();
@@ -485,8 +496,8 @@ int main(int argc, char **argv) {
     if (getloadavg(load, 3) < 0) load[0] = -1;
 
     double peak = bench_fma_peak_gflops(quick ? 2 : 5);
-    printf("calograd kernels \"%s\" vs oneDNN %d.%d.%d, %d threads, %s; AVX2 FMA peak %.1f GFLOP/s; load %.2f\n",
-           be->name, ver->major, ver->minor, ver->patch, nt, model, peak, load[0]);
+    printf("calograd kernels \"%s\" vs oneDNN %d.%d.%d (ISA %s), %d threads, %s; AVX2 FMA peak %.1f GFLOP/s; "
+           "load %.2f\n", be->name, ver->major, ver->minor, ver->patch, isa, nt, model, peak, load[0]);
     printf("%-22s %-5s %9s %9s %7s %7s %6s  %s\n", "case", "pass", "calograd", "oneDNN", "GFLOP/s", "%peak", "ratio",
            "oneDNN implementation");
 
@@ -554,8 +565,8 @@ int main(int argc, char **argv) {
         json_str(f, model);
         fprintf(f, ",\n  \"threads\": %d,\n  \"load_avg_1min_at_start\": %.2f,\n  \"calograd_table\": \"%s\",\n", nt,
                 load[0], be->name);
-        fprintf(f, "  \"onednn_version\": \"%d.%d.%d\",\n  \"batch\": %lld,\n  \"reps\": %d,\n", ver->major, ver->minor,
-                ver->patch, (long long)N, reps);
+        fprintf(f, "  \"onednn_version\": \"%d.%d.%d\",\n  \"onednn_max_isa\": \"%s\",\n  \"batch\": %lld,\n  \"reps\": %d,\n",
+                ver->major, ver->minor, ver->patch, isa, (long long)N, reps);
         fprintf(f, "  \"fma_peak_gflops\": %.2f,\n  \"cases\": [\n", peak);
         for (int i = 0; i < ncases; i++) {
             cg_conv_desc c = desc_of(&cases[i], N);

@@ -48,6 +48,7 @@
 #define MAXV CG_TILE_MAXV
 #define MAXC CG_TILE_MAXC
 #define SLACK 16  /* zeroed floats after a staged sample: the tiles' garbage lanes read there */
+#define STREAM_BYTES ((int64_t)48 << 20) /* outputs larger than this bypass the caches */
 #define GROUP_BYTES ((int64_t)32 << 20) /* staged samples processed together, at most */
 
 /* ------------------------------------------------------------ plans ---- */
@@ -380,6 +381,7 @@ typedef struct {
     float *y;            /* output of the group's first sample */
     const float *bias;
     int64_t G;           /* samples in the group */
+    int stream;          /* write y with non-temporal stores (it is far larger than the caches) */
     int64_t first[28];   /* first item of each correlation */
 } corr_job;
 
@@ -388,35 +390,50 @@ static void corr_task(void *ctx, int64_t b, int64_t e, int worker) {
     const plan *p = J->p;
     const int64_t nrb = ceil_div(p->Cout, p->R);
     int ci = 0;
-    for (int64_t it = b; it < e; it++) {
+    for (int64_t it = b; it < e;) {
         while (it >= J->first[ci + 1]) ci++;
         const corr *q = &p->c[ci];
         const int64_t nvec = ceil_div(q->O[2], 8), nseg = ceil_div(nvec, q->V), nmb = ceil_div(q->O[1], q->M);
+        /* decompose the first item once, then step the indices like an odometer */
         int64_t k = it - J->first[ci];
         int64_t rb = k % nrb; k /= nrb;
         int64_t seg = k % nseg; k /= nseg;
         int64_t mb = k % nmb; k /= nmb;
         int64_t od = k % q->O[0], n = k / q->O[0];
-        int R = (int)(p->Cout - rb * p->R < p->R ? p->Cout - rb * p->R : p->R);
-        int M = (int)(q->O[1] - mb * q->M < q->M ? q->O[1] - mb * q->M : q->M);
-        int V = (int)(nvec - seg * q->V < q->V ? nvec - seg * q->V : q->V);
-        int64_t oh = mb * q->M, ow = seg * 8 * q->V;
-        cg_bcast_tile t = {
-            .x = J->in + n * J->in_sample + (od * p->L[1] + oh) * p->L[2] + ow,
-            .off = q->off,
-            .wp = q->wp + rb * p->R * q->K,
-            .K = q->K,
-            .wps = p->R,
-            .xrs = p->L[2],
-            .y = J->y + (n * p->Cout + rb * p->R) * p->ych + q->yoff + od * q->ys[0] + oh * q->ys[1] + ow * q->ys[2],
-            .ycs = p->ych,
-            .yrs = q->ys[1],
-            .yws = q->ys[2],
-            .nw = (int)(q->O[2] - ow < 8 * V ? q->O[2] - ow : 8 * V),
-            .bias = J->bias ? J->bias + rb * p->R : NULL,
-        };
-        cg_avx2_bcast_tile(R, M, V, &t);
+        for (const int64_t end = e < J->first[ci + 1] ? e : J->first[ci + 1]; it < end; it++) {
+            int R = (int)(p->Cout - rb * p->R < p->R ? p->Cout - rb * p->R : p->R);
+            int M = (int)(q->O[1] - mb * q->M < q->M ? q->O[1] - mb * q->M : q->M);
+            int V = (int)(nvec - seg * q->V < q->V ? nvec - seg * q->V : q->V);
+            int64_t oh = mb * q->M, ow = seg * 8 * q->V;
+            cg_bcast_tile t = {
+                .x = J->in + n * J->in_sample + (od * p->L[1] + oh) * p->L[2] + ow,
+                .off = q->off,
+                .wp = q->wp + rb * p->R * q->K,
+                .K = q->K,
+                .wps = p->R,
+                .xrs = p->L[2],
+                .y = J->y + (n * p->Cout + rb * p->R) * p->ych + q->yoff + od * q->ys[0] + oh * q->ys[1] +
+                     ow * q->ys[2],
+                .ycs = p->ych,
+                .yrs = q->ys[1],
+                .yws = q->ys[2],
+                .nw = (int)(q->O[2] - ow < 8 * V ? q->O[2] - ow : 8 * V),
+                .bias = J->bias ? J->bias + rb * p->R : NULL,
+                .stream = J->stream,
+            };
+            cg_avx2_bcast_tile(R, M, V, &t);
+            if (++rb < nrb) continue;
+            rb = 0;
+            if (++seg < nseg) continue;
+            seg = 0;
+            if (++mb < nmb) continue;
+            mb = 0;
+            if (++od < q->O[0]) continue;
+            od = 0;
+            n++;
+        }
     }
+    if (J->stream) _mm_sfence();
 }
 
 /* Run every correlation of the plan over N samples of `in` (in_chan channels of in_elems
@@ -427,7 +444,8 @@ static void run_corr(const plan *p, float *y, const float *in, const float *bias
     float *st = p->flat ? NULL : cg_avx2_scratch_get((size_t)(G * p->sample) * sizeof(float));
     for (int64_t n0 = 0; n0 < N; n0 += G) {
         int64_t g = N - n0 < G ? N - n0 : G;
-        corr_job J = {.p = p, .y = y + n0 * p->Cout * p->ych, .bias = bias, .G = g};
+        corr_job J = {.p = p, .y = y + n0 * p->Cout * p->ych, .bias = bias, .G = g,
+                      .stream = N * p->Cout * p->ych * (int64_t)sizeof(float) > STREAM_BYTES};
         if (p->flat) {
             J.in = in + n0 * p->Cin * p->cstride;
             J.in_sample = p->Cin * p->cstride;

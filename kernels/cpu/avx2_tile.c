@@ -106,7 +106,8 @@ static inline __attribute__((always_inline)) void bcast_body(const cg_bcast_tile
                     if (n >= 8) {
                         __m256 a = acc[r][m][v];
                         if (t->beta != 0.0f) a = _mm256_fmadd_ps(beta, _mm256_loadu_ps(yp), a);
-                        _mm256_storeu_ps(yp, a);
+                        if (t->stream && ((uintptr_t)yp & 31) == 0) _mm256_stream_ps(yp, a);
+                        else _mm256_storeu_ps(yp, a);
                     } else if (n > 0) {
                         __m256i mk = cg_avx2_mask(n);
                         __m256 a = acc[r][m][v];

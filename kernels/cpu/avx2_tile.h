@@ -38,6 +38,8 @@ typedef struct {
     int nw;                /* positions written per line (1 .. 8V) */
     const float *bias;     /* R values, or NULL */
     float beta;            /* y = acc + beta·y when nonzero (yws == 1 only) */
+    int stream;            /* non-temporal stores for whole aligned vectors (beta == 0, yws == 1);
+                              the caller issues _mm_sfence() before the results are shared */
 } cg_bcast_tile;
 
 typedef struct {
