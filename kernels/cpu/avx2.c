@@ -15,6 +15,7 @@ int cg_cpu_has_avx2(void) {
 
 void cg_avx2_install(cg_backend *table) {
 #if defined(__x86_64__) /* kernels/cpu/meson.build builds the AVX2 files on x86-64 only */
+    table->gemm = cg_avx2_gemm;
     table->conv_fwd = cg_avx2_conv_fwd;
     table->conv_bwd_data = cg_avx2_conv_bwd_data;
     table->conv_bwd_weight = cg_avx2_conv_bwd_weight;
