@@ -220,6 +220,50 @@ static void case_reduce(const cg_backend *be) {
     }
 }
 
+/* Reductions and broadcasts on the shapes a training step has (the AVX2 kernels take
+ * large inputs; small ones go to the reference): a bias gradient (sum over N and the
+ * voxels), a sum over the batch, a total, a sum over rows of odd length; per-channel and
+ * per-voxel broadcasts. */
+static void case_reduce_binary_more(const cg_backend *be) {
+    static const int64_t shapes[][5] = {{3, 5, 9, 10, 11}, {4, 1, 7, 30, 30}, {50, 1, 1, 1, 2001}, {1, 1, 1, 1, 70001},
+                                        {2, 3, 5, 7, 311}};
+    static const unsigned axes[] = {0x1D, 0x01, 0x01, 0x1F, 0x10, 0x0A, 0x15};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+        for (size_t ai = 0; ai < sizeof axes / sizeof axes[0]; ai++) {
+            int64_t n = cg_shape_numel(5, shapes[si]), no = 1;
+            if (n < 32768) continue;
+            for (int i = 0; i < 5; i++) no *= ((axes[ai] >> i) & 1u) ? 1 : shapes[si][i];
+            float *x = h_rand(n, -1, 1);
+            char shape[96];
+            snprintf(shape, sizeof shape, "%lldx%lldx%lldx%lldx%lld axes 0x%x", (long long)shapes[si][0],
+                     (long long)shapes[si][1], (long long)shapes[si][2], (long long)shapes[si][3],
+                     (long long)shapes[si][4], axes[ai]);
+            ON_BOTH(be, no, 1e-5, 1e-6, "reduce_sum", shape, {
+                float *dx = a_up(A, x, n), *o = a_out(A, no);
+                A->be->reduce_sum(o, dx, 5, shapes[si], axes[ai]);
+                a_down(A, res, o, no);
+            });
+            free(x);
+        }
+    /* (B, C, V) op (1, C, 1), (B, C, V) op (1, 1, V), (B, C, V) op (B, C, V) */
+    int64_t B = 3, C = 5, V = 1003, n = B * C * V;
+    cg_bcast_desc ds[3] = {
+        {.ndim = 3, .shape = {B, C, V}, .sa = {C * V, V, 1}, .sb = {0, 1, 0}},
+        {.ndim = 3, .shape = {B, C, V}, .sa = {C * V, V, 1}, .sb = {0, 0, 1}},
+        {.ndim = 3, .shape = {B, C, V}, .sa = {0, 0, 1}, .sb = {C * V, V, 1}},
+    };
+    float *a = h_rand(n, -2, 2), *b = h_rand(n, 0.5f, 2);
+    for (int i = 0; i < 3; i++)
+        for (int op = 0; op < CG_B_NUM; op++)
+            ON_BOTH(be, n, 0, 0, "binary (bit-identical)", "", {
+                float *da = a_up(A, a, n), *db = a_up(A, b, n), *o = a_out(A, n);
+                A->be->binary((cg_binary_op)op, o, da, db, &ds[i]);
+                a_down(A, res, o, n);
+            });
+    free(a);
+    free(b);
+}
+
 static void case_gemm(const cg_backend *be) {
     for (int trial = 0; trial < 10; trial++) {
         int ta = irand(0, 1), tb = irand(0, 1);
@@ -520,6 +564,7 @@ static void test_all_kernels(void) {
     case_unary(g_be);
     case_binary_strided(g_be);
     case_reduce(g_be);
+    case_reduce_binary_more(g_be);
     case_gemm(g_be);
     case_gemm_linear(g_be);
     case_conv(g_be);
