@@ -421,6 +421,12 @@ static void corr_task(void *ctx, int64_t b, int64_t e, int worker) {
                 .bias = J->bias ? J->bias + rb * p->R : NULL,
                 .stream = J->stream,
             };
+            if (p->flat && rb == 0 && ow + 16 * q->V <= q->O[2]) {
+                /* in-place 1x1 input: one short run per channel, too many streams for the
+                 * hardware prefetcher; fetch the next segment's runs while this one computes */
+                for (int64_t j = 0; j < q->K; j++)
+                    for (int v = 0; v < q->V; v += 2) _mm_prefetch((const char *)(t.x + q->off[j] + 8 * (q->V + v)), _MM_HINT_T1);
+            }
             cg_avx2_bcast_tile(R, M, V, &t);
             if (++rb < nrb) continue;
             rb = 0;

@@ -73,5 +73,19 @@ int main(int argc, char **argv) {
         printf("\n");
         free(x); free(dx); free(y); free(dy); free(w); free(dw);
     }
+    if (!only || strstr("pointwise_128to128", only)) {
+        /* the post-processor's middle layer: LN + LeakyReLU in, statistics out */
+        int64_t B = 8, V = 27000, C = 128;
+        float *x = rnd(B * C * V), *y = rnd(B * C * V), *w = rnd(C * C), *st = rnd(4 * B * C), *g = rnd(V);
+        double best = 1e30;
+        for (int r = 0; r < reps + 1; r++) {
+            double t0 = cpu_s();
+            be->pointwise_layer(y, st + 2 * B * C, st + 3 * B * C, x, st, st + B * C, g, g, 1, 0.01f, w, NULL, NULL, B,
+                                (int)C, (int)C, V, 1e-5f);
+            double t = cpu_s() - t0;
+            if (r && t < best) best = t;
+        }
+        printf("%-22s  %7.2f ms %6.1f\n", "pointwise_128to128", 1e3 * best / nt, 2.0 * B * V * C * C / (best / nt) / 1e9);
+    }
     return 0;
 }
