@@ -47,7 +47,6 @@
 #define MAXM CG_TILE_MAXM
 #define MAXV CG_TILE_MAXV
 #define MAXC CG_TILE_MAXC
-#define SLACK 16  /* zeroed floats after a staged sample: the tiles' garbage lanes read there */
 #define STREAM_BYTES ((int64_t)48 << 20) /* outputs larger than this bypass the caches */
 #define GROUP_BYTES ((int64_t)32 << 20) /* staged samples processed together, at most */
 
@@ -73,6 +72,7 @@ typedef struct {
     int L[3];           /* staged extent per axis (Dj, Hj, Wj) */
     int nph;            /* phase planes per channel: s0·s1·s2 */
     int64_t plane, cstride, sample; /* staged elements: per phase plane, channel, sample */
+    int64_t slack;      /* zeroed elements after a staged sample: garbage lanes read there */
     int64_t ych;        /* output elements per output channel */
     int64_t rstride;    /* weight index step between output rows (packing) */
     int R;              /* output rows per tile (weight packing block) */
@@ -128,7 +128,10 @@ static void staging_sizes(plan *p) {
     p->nph = p->s[0] * p->s[1] * p->s[2];
     p->plane = (int64_t)p->L[0] * p->L[1] * p->L[2];
     p->cstride = p->nph * p->plane;
-    p->sample = p->Cin * p->cstride + SLACK;
+    /* Garbage lanes (past a row's end, or past a plane's last row rounded up to a vector)
+     * read up to a row and a vector beyond the last staged element. */
+    p->slack = p->L[2] + 16;
+    p->sample = p->Cin * p->cstride + p->slack;
     CG_ASSERT_MSG(p->sample < INT32_MAX, "a convolution sample too large for the AVX2 kernels");
 }
 
@@ -357,7 +360,7 @@ static void stage_task(void *ctx, int64_t b, int64_t e, int worker) {
                 }
             }
         }
-        if (ch == p->Cin - 1) memset(dst + p->cstride, 0, SLACK * sizeof(float));
+        if (ch == p->Cin - 1) memset(dst + p->cstride, 0, (size_t)p->slack * sizeof(float));
     }
 }
 
@@ -496,16 +499,20 @@ void cg_avx2_conv_bwd_data(float *dx, const float *dy, const float *w, const cg_
 
 /* ---------------------------------------------------- backward-weight ---- */
 
+/* dy is staged in the staged input's geometry: each output plane od becomes one line of
+ * OH·Wj positions (Wj the staged row pitch, zeros where ow >= OW, rounded up to whole
+ * vectors), so a dot tile runs down a whole plane in one line, with the input plane at
+ * the same positions. An in-place 1x1 convolution is one line of P positions per sample. */
 typedef struct {
     const plan *p;
     const float *xs;     /* staged x of the group (or x itself when flat) */
-    int64_t x_sample;
-    const float *dys;    /* dy of the group, rows padded to whole vectors */
-    int64_t dy_sample, dyrs;
-    int64_t G;
+    int64_t x_sample, x_plane;
+    const float *dys;    /* dy of the group, staged planes (or dy itself when flat) */
+    int64_t dy_sample, dy_chan, dy_plane;
+    int64_t G, nplanes, nvec;      /* per sample: planes (lines) of nvec vectors */
+    int64_t planes_per_block, vec_per_block;
     int R, C;            /* tile: output channels × k-steps */
     int64_t ncb;         /* k-step blocks */
-    int64_t rows_per_block, vec_per_block; /* a block of positions */
     double *acc;         /* (Co, K) sums */
 } bw_job;
 
@@ -513,48 +520,48 @@ static void bw_task(void *ctx, int64_t b, int64_t e, int worker) {
     const bw_job *J = ctx;
     const plan *p = J->p;
     const corr *q = &p->c[0];
-    const int64_t nvec = ceil_div(q->O[2], 8);
     for (int64_t n = 0; n < J->G; n++) {
         const float *xs = J->xs + n * J->x_sample, *dys = J->dys + n * J->dy_sample;
-        for (int64_t od = 0; od < q->O[0]; od++)
-            for (int64_t oh = 0; oh < q->O[1]; oh += J->rows_per_block)
-                for (int64_t v0 = 0; v0 < nvec; v0 += J->vec_per_block) {
-                    int64_t nr = q->O[1] - oh < J->rows_per_block ? q->O[1] - oh : J->rows_per_block;
-                    int64_t nv = nvec - v0 < J->vec_per_block ? nvec - v0 : J->vec_per_block;
-                    for (int64_t it = b; it < e; it++) {
-                        int64_t rb = it / J->ncb, cb = it % J->ncb;
-                        int R = (int)(p->Cout - rb * J->R < J->R ? p->Cout - rb * J->R : J->R);
-                        int C = (int)(q->K - cb * J->C < J->C ? q->K - cb * J->C : J->C);
-                        const int64_t dycs = J->dy_sample / p->Cout;
-                        cg_dot_tile t = {
-                            .a = dys + rb * J->R * dycs + (od * q->O[1] + oh) * J->dyrs + 8 * v0,
-                            .b = xs + (od * p->L[1] + oh) * p->L[2] + 8 * v0,
-                            .off = q->off + cb * J->C,
-                            .acs = dycs,
-                            .ars = J->dyrs,
-                            .brs = p->L[2],
-                            .nlines = nr,
-                            .nvec = nv,
-                            .outd = J->acc + rb * J->R * q->K + cb * J->C,
-                            .ocs = q->K,
-                        };
-                        cg_avx2_dot_tile(R, C, &t);
-                    }
+        for (int64_t pl = 0; pl < J->nplanes; pl += J->planes_per_block)
+            for (int64_t v0 = 0; v0 < J->nvec; v0 += J->vec_per_block) {
+                int64_t np = J->nplanes - pl < J->planes_per_block ? J->nplanes - pl : J->planes_per_block;
+                int64_t nv = J->nvec - v0 < J->vec_per_block ? J->nvec - v0 : J->vec_per_block;
+                for (int64_t it = b; it < e; it++) {
+                    int64_t rb = it / J->ncb, cb = it % J->ncb;
+                    int R = (int)(p->Cout - rb * J->R < J->R ? p->Cout - rb * J->R : J->R);
+                    int C = (int)(q->K - cb * J->C < J->C ? q->K - cb * J->C : J->C);
+                    cg_dot_tile t = {
+                        .a = dys + rb * J->R * J->dy_chan + pl * J->dy_plane + 8 * v0,
+                        .b = xs + pl * J->x_plane + 8 * v0,
+                        .off = q->off + cb * J->C,
+                        .acs = J->dy_chan,
+                        .ars = J->dy_plane,
+                        .brs = J->x_plane,
+                        .nlines = np,
+                        .nvec = nv,
+                        .outd = J->acc + rb * J->R * q->K + cb * J->C,
+                        .ocs = q->K,
+                    };
+                    cg_avx2_dot_tile(R, C, &t);
                 }
+            }
     }
 }
 
 typedef struct {
     const float *dy;
     float *dst;
-    int64_t rows, ow, owp; /* rows per sample·channel, valid and padded row length */
-} pad_job;
+    int64_t OH, OW, Wj, dplane; /* dy rows; staged pitch and plane */
+} dy_stage_job;
 
-static void pad_rows_task(void *ctx, int64_t b, int64_t e, int worker) {
-    const pad_job *J = ctx;
+/* One (sample, channel, plane) of dy into its staged line. */
+static void dy_stage_task(void *ctx, int64_t b, int64_t e, int worker) {
+    const dy_stage_job *J = ctx;
     for (int64_t r = b; r < e; r++) {
-        memcpy(J->dst + r * J->owp, J->dy + r * J->ow, (size_t)J->ow * sizeof(float));
-        memset(J->dst + r * J->owp + J->ow, 0, (size_t)(J->owp - J->ow) * sizeof(float));
+        const float *src = J->dy + r * J->OH * J->OW;
+        float *d = J->dst + r * J->dplane;
+        memset(d, 0, (size_t)J->dplane * sizeof(float));
+        for (int64_t oh = 0; oh < J->OH; oh++) memcpy(d + oh * J->Wj, src + oh * J->OW, (size_t)J->OW * sizeof(float));
     }
 }
 
@@ -581,40 +588,43 @@ void cg_avx2_conv_bwd_weight(float *dw, const float *x, const float *dy, const c
                     }
             if (t < best) { best = t; bestR = R; bestC = C; }
         }
-    const int64_t nvec = ceil_div(q->O[2], 8), owp = 8 * nvec;
     const int64_t N = c->N, in_elems = (int64_t)c->in[0] * c->in[1] * c->in[2];
     const int64_t oplane = (int64_t)q->O[0] * q->O[1] * q->O[2];
-    const int pad_dy = !p.flat && owp != q->O[2];
+    const int64_t dplane = p.flat ? oplane : ceil_div((int64_t)q->O[1] * p.L[2], 8) * 8;
     int64_t G = p.flat ? N : group_size(&p, N);
     float *st = p.flat ? NULL : cg_avx2_scratch_get((size_t)(G * p.sample) * sizeof(float));
-    float *dyp = pad_dy ? cg_avx2_scratch_get((size_t)(G * p.Cout * q->O[0] * q->O[1] * owp) * sizeof(float)) : NULL;
+    float *dyp = p.flat ? NULL : cg_avx2_scratch_get((size_t)(G * p.Cout * q->O[0] * dplane) * sizeof(float));
     double *acc = cg_xcalloc((size_t)(p.Cout * q->K), sizeof(double));
-    /* Blocks of about 2048 positions: whole rows when rows are short, else a run of
-     * vectors of one row. */
-    int64_t rows_per_block = owp >= 2048 ? 1 : (2048 / owp < q->O[1] ? 2048 / owp : q->O[1]);
-    int64_t vec_per_block = owp >= 2048 ? 256 : nvec;
     for (int64_t n0 = 0; n0 < N; n0 += G) {
         int64_t g = N - n0 < G ? N - n0 : G;
-        bw_job J = {.p = &p, .G = g, .R = bestR, .C = bestC, .ncb = ceil_div(q->K, bestC),
-                    .rows_per_block = rows_per_block, .vec_per_block = vec_per_block, .acc = acc};
+        /* Blocks of about 2048 positions: whole planes, or a run of vectors of one line. */
+        bw_job J = {.p = &p, .G = g, .R = bestR, .C = bestC, .ncb = ceil_div(q->K, bestC), .acc = acc};
         if (p.flat) {
             J.xs = x + n0 * p.Cin * p.cstride;
             J.x_sample = p.Cin * p.cstride;
-        } else {
-            stage(&p, st, x + n0 * p.Cin * in_elems, g);
-            J.xs = st;
-            J.x_sample = p.sample;
-        }
-        if (pad_dy) {
-            pad_job P = {dy + n0 * p.Cout * oplane, dyp, q->O[0] * q->O[1], q->O[2], owp};
-            cg_parallel_for(g * p.Cout * P.rows, 64, pad_rows_task, &P);
-            J.dys = dyp;
-            J.dy_sample = p.Cout * q->O[0] * q->O[1] * owp;
-            J.dyrs = owp;
-        } else {
+            J.x_plane = oplane;
             J.dys = dy + n0 * p.Cout * oplane;
             J.dy_sample = p.Cout * oplane;
-            J.dyrs = q->O[2];
+            J.dy_chan = J.dy_plane = oplane;
+            J.nplanes = 1;
+            J.nvec = oplane / 8;
+            J.planes_per_block = 1;
+            J.vec_per_block = 256;
+        } else {
+            stage(&p, st, x + n0 * p.Cin * in_elems, g);
+            dy_stage_job S = {dy + n0 * p.Cout * oplane, dyp, q->O[1], q->O[2], p.L[2], dplane};
+            cg_parallel_for(g * p.Cout * q->O[0], 16, dy_stage_task, &S);
+            J.xs = st;
+            J.x_sample = p.sample;
+            J.x_plane = (int64_t)p.L[1] * p.L[2];
+            J.dys = dyp;
+            J.dy_sample = p.Cout * q->O[0] * dplane;
+            J.dy_chan = q->O[0] * dplane;
+            J.dy_plane = dplane;
+            J.nplanes = q->O[0];
+            J.nvec = dplane / 8;
+            J.planes_per_block = dplane >= 2048 ? 1 : 2048 / dplane;
+            J.vec_per_block = J.nvec;
         }
         cg_parallel_for(ceil_div(p.Cout, bestR) * J.ncb, 1, bw_task, &J);
     }
