@@ -153,6 +153,16 @@ cg_module *cg_batch_norm_new(cg_module *parent, const char *name, int channels, 
     return m;
 }
 
+cg_status cg_module_add(cg_module *m, const char *name, cg_tensor *t, bool buffer) {
+    if (!t) return cg_last_status();
+    if (m->nparams >= CG_MODULE_MAX_PARAMS) {
+        cg_tensor_free(t);
+        return cg_set_error(CG_ERR_INVALID, "module '%s' already holds %d tensors", m->name, CG_MODULE_MAX_PARAMS);
+    }
+    add_param(m, name, t, !buffer, buffer);
+    return CG_OK;
+}
+
 /* -------------------------------------------------------------- using ---- */
 
 cg_tensor *cg_module_param(const cg_module *m, const char *name) {
