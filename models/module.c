@@ -200,7 +200,7 @@ cg_module *cg_module_find(cg_module *root, const char *path) {
 }
 
 static void collect(cg_module *m, const char *prefix, cg_named_list *out, bool buffers) {
-    char name[128];
+    char name[160];
     for (int i = 0; i < m->nparams; i++) {
         if (m->is_buffer[i] && !buffers) continue;
         snprintf(name, sizeof name, "%s%s%s", prefix, *prefix ? "." : "", m->pname[i]);

@@ -57,7 +57,7 @@ typedef struct cg_module {
 
 /* A flat list of named tensors (borrowed pointers into a module tree or elsewhere). */
 typedef struct {
-    char name[128];
+    char name[160];
     cg_tensor *t;
     bool buffer;
 } cg_named;
