@@ -137,6 +137,26 @@ cg_status cg_generate(const char *checkpoint, const char *out_path, const cg_gen
             hi[k] = o->set_hi[i];
         }
     }
+    /* conditions copied from another file's events: matched by name */
+    cg_cvox_reader *cr = NULL;
+    int cmap[CG_CVOX_MAX_COND];
+    float *cbuf = NULL;
+    if (st == CG_OK && o->cond_from) {
+        cr = cg_cvox_open(o->cond_from);
+        if (!cr) st = cg_last_status();
+        const cg_cvox_info *ci = cr ? cg_cvox_info_of(cr) : NULL;
+        for (int k = 0; st == CG_OK && k < nc; k++) {
+            cmap[k] = cg_cvox_cond_index(ci, info->cond_name[k]);
+            if (cmap[k] < 0)
+                st = cg_set_error(CG_ERR_INVALID, "%s has no condition '%s', which the model needs", o->cond_from,
+                                  info->cond_name[k]);
+        }
+        if (st == CG_OK && ci->nevents < o->events)
+            st = cg_set_error(CG_ERR_INVALID, "%s has %lld events, fewer than the %lld asked for", o->cond_from,
+                              (long long)ci->nevents, (long long)o->events);
+        if (st == CG_OK) cbuf = cg_xmalloc((size_t)(o->batch > 0 ? o->batch : 256) * (size_t)(ci->ncond ? ci->ncond : 1) *
+                                           sizeof(float));
+    }
     cg_cvox_info winfo = *info;
     snprintf(winfo.source, sizeof winfo.source, "calograd generate --checkpoint %.60s (%s)", checkpoint,
              lm.family->name);
@@ -149,9 +169,17 @@ cg_status cg_generate(const char *checkpoint, const char *out_path, const cg_gen
     int64_t done = 0;
     while (st == CG_OK && done < o->events) {
         int64_t b = o->events - done < batch ? o->events - done : batch;
-        for (int64_t i = 0; i < b; i++)
-            for (int k = 0; k < nc; k++)
-                cond[i * nc + k] = (float)(lo[k] + (hi[k] - lo[k]) * cg_rng_uniform(&rng));
+        if (cr) {
+            int cn = cg_cvox_info_of(cr)->ncond;
+            st = cg_cvox_read(cr, done, b, NULL, cbuf);
+            for (int64_t i = 0; st == CG_OK && i < b; i++)
+                for (int k = 0; k < nc; k++) cond[i * nc + k] = cbuf[i * cn + cmap[k]];
+            if (st != CG_OK) break;
+        } else {
+            for (int64_t i = 0; i < b; i++)
+                for (int k = 0; k < nc; k++)
+                    cond[i * nc + k] = (float)(lo[k] + (hi[k] - lo[k]) * cg_rng_uniform(&rng));
+        }
         cg_tape_pos mark = cg_tape_mark();
         cg_tensor *c = cg_op_adopt(cg_tensor_from_host(o->device, CG_SHAPE(b, nc ? nc : 1), cond));
         cg_tensor *x = c ? lm.family->generate(lm.model, c, &rng) : NULL;
@@ -164,6 +192,8 @@ cg_status cg_generate(const char *checkpoint, const char *out_path, const cg_gen
     }
     double secs = now_s() - t0;
     free(cond);
+    free(cbuf);
+    if (cr) cg_cvox_close(cr);
     if (w) {
         if (st == CG_OK) st = cg_cvox_finish(w);
         else cg_cvox_abort(w);

@@ -33,6 +33,7 @@ const cg_cfg_spec cg_train_options[] = {
     {"holdout", CG_CFG_FLOAT, "0.2", "fraction of the file's events kept out of training (the last ones)"},
     {"max_events", CG_CFG_INT, "0", "use at most this many training events (0: all)"},
     {"max_steps", CG_CFG_INT, "0", "stop after this many steps in total (0: no limit)"},
+    {"time_limit", CG_CFG_FLOAT, "0", "stop (with a checkpoint) after this many seconds of training (0: none)"},
     {"checkpoint_every", CG_CFG_INT, "500", "steps between checkpoints"},
     {"log_every", CG_CFG_INT, "50", "steps between log lines when not on a terminal"},
     {"lr_schedule", CG_CFG_STR, "constant", "constant, step or exponential (per epoch)"},
@@ -43,8 +44,8 @@ const cg_cfg_spec cg_train_options[] = {
 };
 
 /* Options that may differ from the checkpoint's on --resume: run length and runtime only. */
-static const char *const RESUME_MAY_CHANGE[] = {"epochs", "max_steps", "threads", "device", "checkpoint_every",
-                                                "log_every", NULL};
+static const char *const RESUME_MAY_CHANGE[] = {"epochs", "max_steps", "time_limit", "threads", "device",
+                                                "checkpoint_every", "log_every", NULL};
 
 static double now_s(void) {
     struct timespec ts;
@@ -274,8 +275,8 @@ static cg_status merge_resume(cg_config *cfg, const cg_config *saved) {
                                 old, v);
     }
     cg_config merged = {0};
-    for (int i = 0; i < saved->n; i++) /* a step limit belongs to one invocation, not to the run */
-        if (strcmp(saved->v[i].key, "max_steps") != 0)
+    for (int i = 0; i < saved->n; i++) /* limits belong to one invocation, not to the run */
+        if (strcmp(saved->v[i].key, "max_steps") != 0 && strcmp(saved->v[i].key, "time_limit") != 0)
             cg_config_set(&merged, saved->v[i].key, saved->v[i].value, "checkpoint");
     for (int i = 0; i < cfg->n; i++) cg_config_set(&merged, cfg->v[i].key, cfg->v[i].value, cfg->v[i].origin);
     cg_config_free(cfg);
@@ -335,6 +336,7 @@ cg_status cg_train(cg_config *cfg, const cg_train_opts *o, cg_train_result *res)
     int64_t epochs = cg_config_int(cfg, "epochs"), batch = cg_config_int(cfg, "batch");
     int64_t max_steps = cg_config_int(cfg, "max_steps"), ck_every = cg_config_int(cfg, "checkpoint_every");
     int64_t log_every = cg_config_int(cfg, "log_every");
+    double time_limit = cg_config_float(cfg, "time_limit");
     uint64_t seed = (uint64_t)cg_config_int(cfg, "seed");
     cg_device dev = strcmp(cg_config_str(cfg, "device"), "cuda") == 0 ? CG_CUDA : CG_CPU;
     if (strcmp(cg_config_str(cfg, "device"), "cpu") != 0 && dev != CG_CUDA)
@@ -419,6 +421,10 @@ cg_status cg_train(cg_config *cfg, const cg_train_opts *o, cg_train_result *res)
         src.pos = b * batch; /* resume inside the epoch: skip the batches already done */
         for (; st == CG_OK && b < nb; b++) {
             if ((max_steps > 0 && step >= max_steps) || (o->stop && *o->stop)) break;
+            if (time_limit > 0 && now_s() - t0 >= time_limit) {
+                res->time_limited = true;
+                break;
+            }
             cg_tensor *x = NULL, *c = NULL;
             st = source_next(&src, dev, &x, &c);
             if (st != CG_OK) break;
@@ -460,7 +466,7 @@ cg_status cg_train(cg_config *cfg, const cg_train_opts *o, cg_train_result *res)
                 last_ck = step;
             }
         }
-        if ((max_steps > 0 && step >= max_steps) || (o->stop && *o->stop)) break;
+        if ((max_steps > 0 && step >= max_steps) || (o->stop && *o->stop) || res->time_limited) break;
     }
     if (o->progress_bar) fprintf(log, "\n");
     if (lf) fclose(lf);

@@ -41,6 +41,7 @@ typedef struct {
     int64_t steps;             /* global steps done */
     int64_t epoch;             /* epochs completed */
     bool interrupted;
+    bool time_limited;         /* stopped by time_limit */
     double seconds, showers_per_s;
     float final_loss;
     char checkpoint[1100];
@@ -60,6 +61,9 @@ typedef struct {
     int nset;                  /* conditions given: name and range (lo == hi: fixed) */
     char set_name[CG_CVOX_MAX_COND][CG_CVOX_NAME_LEN];
     double set_lo[CG_CVOX_MAX_COND], set_hi[CG_CVOX_MAX_COND];
+    /* or: take the conditions of the events of this .cvox file, in order (it must have the
+     * model's conditioning names); `events` must not exceed its count */
+    const char *cond_from;
     FILE *log;
 } cg_generate_opts;
 
@@ -68,7 +72,8 @@ typedef struct {
     double seconds, showers_per_s;
 } cg_generate_result;
 
-/* Conditions not given are drawn uniformly from the training data's range. */
+/* Conditions not given are drawn uniformly from the training data's range (unless
+ * cond_from names a file to copy them from). */
 cg_status cg_generate(const char *checkpoint, const char *out_path, const cg_generate_opts *o,
                       cg_generate_result *res);
 

@@ -14,7 +14,7 @@
 #include "models/train.h"
 
 int cmd_generate(int argc, char **argv) {
-    const char *ckpt = NULL, *out = NULL, *device = "cpu", *cond_kv = NULL;
+    const char *ckpt = NULL, *out = NULL, *device = "cpu", *cond_kv = NULL, *like = NULL;
     int64_t events = 0;
     int batch = 256, seed = 1, threads = 0;
     double energy[2], theta[2], phi[2];
@@ -26,6 +26,7 @@ int cmd_generate(int argc, char **argv) {
         {"--theta", "A:B|T", "polar angle in degrees", CLI_RANGE, theta},
         {"--phi", "A:B|P", "azimuthal angle in degrees", CLI_RANGE, phi},
         {"--cond", "NAME=A:B", "any other condition of the model", CLI_STR, &cond_kv},
+        {"--conditions-from", "FILE", "copy the conditions of the events of this .cvox file, in order", CLI_STR, &like},
         {"--batch", "B", "showers per batch", CLI_INT, &batch},
         {"--device", "DEV", "cpu or cuda", CLI_CHOICE, &device, .choices = "cpu|cuda"},
         {"--seed", "S", "random seed", CLI_INT, &seed},
@@ -60,6 +61,8 @@ int cmd_generate(int argc, char **argv) {
         go.set_lo[go.nset] = lo;
         go.set_hi[go.nset++] = hi;
     }
+    if (like && go.nset) return cli_fail("generate", "--conditions-from cannot be combined with --energy/--theta/--phi/--cond");
+    go.cond_from = like;
     cg_generate_result res;
     if (cg_generate(ckpt, out, &go, &res) != CG_OK) return cli_fail_lib("generate", NULL);
     printf("generated %lld showers in %.2f s: %.1f showers/s -> %s\n", (long long)res.events, res.seconds,
