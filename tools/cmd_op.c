@@ -166,6 +166,12 @@ static bool make_dirs(const char *dir) {
     return true;
 }
 
+static bool opt_seen(const cli_opt *opts, const char *name) {
+    for (const cli_opt *o = opts; o->name; o++)
+        if (strcmp(o->name, name) == 0) return o->seen;
+    return false;
+}
+
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -348,13 +354,17 @@ int cmd_op(int argc, char **argv) {
             !parse_axes("--output-padding", opad_s, nsp, 0, 0, c.conv.output_pad))
             return 2;
     }
-    if (c.kind == LAYER_NORM) c.eps = isnan(eps) ? 1e-5f : (float)eps;
+    if (c.kind == LAYER_NORM) {
+        c.eps = isnan(eps) ? 1e-5f : (float)eps;
+        if (opt_seen(opts, "--normalized-axes") && naxes < 1)
+            return cli_fail(CMD, "option --normalized-axes: %d is not a number of axes >= 1", naxes);
+    }
     if (c.kind == SPARSITY && !c.calogan) {
         c.alpha = isnan(alpha) ? 5.0f : (float)alpha;
         c.beta = isnan(beta) ? 5.0f : (float)beta;
         c.eps = isnan(eps) ? 1e-6f : (float)eps;
     }
-    if ((c.kind == LAYER_NORM || c.kind == SPARSITY) && !(c.eps > 0))
+    if ((c.kind == LAYER_NORM || (c.kind == SPARSITY && !c.calogan)) && !(c.eps > 0))
         return cli_fail(CMD, "option --eps: must be > 0");
 
     /* ---- arrays ---- */
