@@ -39,11 +39,17 @@ def rel_err(a, ref):
     return d / n if n > 0 else d
 
 
-def axes_arg(rng, v):
-    """One integer when all axes agree (sometimes spelled out anyway), else a list."""
+def axes_arg(rng, flag, v):
+    """[flag, value...]: one integer when all axes agree (sometimes spelled out anyway), else
+    one per axis as "a,b,c", mostly, or as separate words or "(a, b, c)"."""
     if len(set(v)) == 1 and rng.random() < 0.7:
-        return str(v[0])
-    return ','.join(str(int(x)) for x in v)
+        return [flag, str(v[0])]
+    u = rng.random()
+    if u < 0.15:
+        return [flag] + [str(int(x)) for x in v]
+    if u < 0.25:
+        return [flag, '(%s)' % ', '.join(str(int(x)) for x in v)]
+    return [flag, ','.join(str(int(x)) for x in v)]
 
 
 class Runner:
@@ -156,9 +162,9 @@ def conv_case(r, rng, nsp, transpose, fixed=None):
     x32, w32 = arrays['--input'], arrays['--weight']
     b32 = arrays.get('--bias')
     y = fwd(x32, w32, b32)
-    opts = ['--stride', axes_arg(rng, s), '--padding', axes_arg(rng, p)]
+    opts = axes_arg(rng, '--stride', s) + axes_arg(rng, '--padding', p)
     if transpose and (any(op) or rng.random() < 0.3):
-        opts += ['--output-padding', axes_arg(rng, op)]
+        opts += axes_arg(rng, '--output-padding', op)
     expect = {'output': y}
     if rng.random() < 0.9:
         g = rand(rng, y.shape).astype(np.float32)

@@ -109,23 +109,36 @@ static double pass_flops(const op_ctx *c, const cg_tensor *out, int a) {
 
 /* ------------------------------------------------------------ helpers ---- */
 
-/* "S" or one value per spatial axis ("D,H,W" for 3-D ops, "H,W" for 2-D ones) into
- * v[0..2]; 2-D ops fill v[1], v[2] (the entries cg_conv2d reads) and v[0] = dflt. */
+/* "S" or one value per spatial axis ("D,H,W" for 3-D ops, "H,W" for 2-D ones; commas or
+ * spaces between them, optionally in () or []) into v[0..2]; 2-D ops fill v[1], v[2] (the
+ * entries cg_conv2d reads) and v[0] = dflt. */
 static bool parse_axes(const char *flag, const char *s, int nsp, int lo, int dflt, int v[3]) {
     v[0] = v[1] = v[2] = dflt;
     if (!s) return true;
     long vals[3];
     int n = 0;
-    const char *p = s;
-    for (;;) {
+    const char *p = s, *stop = s + strlen(s);
+    while (*p == ' ') p++;
+    if ((*p == '(' || *p == '[') && stop > p + 1 && stop[-1] == (*p == '(' ? ')' : ']')) {
+        p++;
+        stop--;
+    }
+    while (p < stop) {
         char *end;
         errno = 0;
         long x = strtol(p, &end, 10);
-        if (end == p || errno || n == 3 || x < lo || x > 1000000) goto bad;
+        if (end == p || end > stop || errno || n == 3 || x < lo || x > 1000000) goto bad;
         vals[n++] = x;
-        if (*end == 0) break;
-        if (*end != ',') goto bad;
-        p = end + 1;
+        p = end;
+        bool sep = false;
+        while (p < stop && *p == ' ') p++, sep = true;
+        if (p < stop && *p == ',') {
+            p++;
+            while (p < stop && *p == ' ') p++;
+            if (p == stop) goto bad; /* a trailing comma */
+        } else if (p < stop && !sep) {
+            goto bad;
+        }
     }
     if (n != 1 && n != nsp) goto bad;
     for (int i = 0; i < nsp; i++) v[3 - nsp + i] = (int)vals[n == 1 ? 0 : i];
@@ -136,6 +149,51 @@ bad:
         cli_fail(CMD, "option %s: '%s' is not one integer >= %d or %d of them separated by commas (%s)", flag, s,
                  lo, nsp, nsp == 3 ? "d,h,w" : "h,w");
     return false;
+}
+
+static bool is_int_word(const char *a) {
+    char *end;
+    if (!*a) return false;
+    (void)strtol(a, &end, 10);
+    return *end == 0;
+}
+
+/* Friendlier spellings, rewritten before parsing: "--grad_output" for "--grad-output", and
+ * "--stride 2 1 1" (separate words) for "--stride 2,1,1". Returns a new argv (free it and
+ * *pool after the last use of any option value). */
+static char **normalise_argv(int argc, char **argv, int *nargc, char **pool) {
+    size_t total = 0;
+    for (int i = 0; i < argc; i++) total += strlen(argv[i]) + 1;
+    char **out = cg_xmalloc((size_t)(argc + 1) * sizeof *out), *buf = cg_xmalloc(total + 1), *q = buf;
+    int n = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (i == 0 || strncmp(a, "--", 2) != 0) {
+            out[n++] = argv[i];
+            continue;
+        }
+        out[n++] = q;
+        const char *eq = strchr(a, '=');
+        for (const char *c = a; *c; c++) *q++ = (c >= a + 2 && (!eq || c < eq) && *c == '_') ? '-' : *c;
+        *q++ = 0;
+        bool axes = !eq && (strcmp(out[n - 1], "--stride") == 0 || strcmp(out[n - 1], "--padding") == 0 ||
+                            strcmp(out[n - 1], "--output-padding") == 0);
+        if (axes && i + 1 < argc && is_int_word(argv[i + 1])) {
+            out[n++] = q;
+            int k = 0;
+            while (k < 3 && i + 1 < argc && is_int_word(argv[i + 1])) {
+                if (k++) *q++ = ',';
+                size_t l = strlen(argv[++i]);
+                memcpy(q, argv[i], l);
+                q += l;
+            }
+            *q++ = 0;
+        }
+    }
+    out[n] = NULL;
+    *nargc = n;
+    *pool = buf;
+    return out;
 }
 
 /* mkdir -p */
@@ -278,7 +336,7 @@ static const char *SUMMARY =
     "example: calograd op conv3d --input x.npy --weight w.npy --stride 2 --padding 1,0,1 \\\n"
     "             --grad-output g.npy --out res/";
 
-int cmd_op(int argc, char **argv) {
+static int op_main(int argc, char **argv) {
     const char *input = NULL, *weight = NULL, *bias = NULL, *target = NULL, *gout_path = NULL, *out_dir = NULL;
     const char *stride_s = NULL, *pad_s = NULL, *opad_s = NULL, *variant = "eq5", *device = "cpu";
     int naxes = 0, kernel = 100, cutoff = 2000, nbench = 0;
@@ -439,4 +497,14 @@ done:
     for (int a = 0; a < NARR; a++) cg_tensor_free(c.arr[a]);
     cg_tensor_free(gout);
     return status;
+}
+
+int cmd_op(int argc, char **argv) {
+    int nargc;
+    char *pool;
+    char **args = normalise_argv(argc, argv, &nargc, &pool);
+    int rc = op_main(nargc, args);
+    free(args);
+    free(pool);
+    return rc;
 }
