@@ -315,6 +315,12 @@ def main():
         conv_case(r, rng, 3, True, (2, 8, 8, (10, 10, 10), (3, 3, 3), (3, 3, 3), (1, 1, 1), (2, 2, 2)))
         conv_case(r, rng, 3, True, (1, 8, 16, (12, 12, 12), (3, 3, 3), (2, 2, 2), (1, 1, 1), (1, 1, 1)))
         conv_case(r, rng, 3, False, (2, 16, 8, (12, 12, 12), (2, 2, 2), (2, 2, 2), (0, 0, 0), (0, 0, 0)))
+        # degenerate corners: one voxel, kernel 1 with stride and padding, kernel = padded input
+        conv_case(r, rng, 3, False, (1, 1, 1, (1, 1, 1), (1, 1, 1), (3, 3, 3), (0, 0, 0), (0, 0, 0)))
+        conv_case(r, rng, 3, False, (1, 1, 2, (1, 2, 1), (1, 1, 1), (2, 3, 1), (3, 1, 2), (0, 0, 0)))
+        conv_case(r, rng, 3, False, (2, 3, 2, (1, 3, 2), (5, 5, 4), (1, 2, 3), (2, 1, 1), (0, 0, 0)))
+        conv_case(r, rng, 3, True, (1, 1, 1, (1, 1, 1), (1, 1, 1), (3, 3, 3), (0, 0, 0), (2, 2, 2)))
+        conv_case(r, rng, 3, True, (1, 2, 3, (1, 2, 1), (5, 4, 3), (3, 2, 1), (2, 1, 1), (2, 1, 0)))
         for _ in range(n(150)):
             conv_case(r, rng, 3, False)
         for _ in range(n(150)):

@@ -11,8 +11,8 @@
  * separate one. A gradient written as DIR/grad_X.npy is d(Σ output·grad_output)/dX.
  *
  * Conventions:
- *  - Every array is read in full before anything runs, every check happens before anything
- *    is written: a failing command leaves DIR as it was. Files appear via temporary names
+ *  - Every check happens before anything is written: a failing command leaves DIR as it
+ *    was. Files appear via temporary names
  *    (io/npy.c). Names among output/grad_*.npy that this run does not produce are removed
  *    from DIR, so that a stale gradient from an earlier run is never mistaken for a new one.
  *  - Options that the chosen op does not use are errors, not silently ignored.
