@@ -44,14 +44,16 @@ static bool eat(scan *s, char c) {
     return false;
 }
 
-/* A quoted string ('...' or "...", no escapes: none of the values we accept needs one). */
+/* A quoted string ('...' or "...") of printable ASCII without escapes: none of the values
+ * we accept needs more, and what goes into an error message stays readable. */
 static bool parse_str(scan *s, char *out, size_t n) {
     skip_ws(s);
     if (s->p >= s->end || (*s->p != '\'' && *s->p != '"')) return false;
     char q = *s->p++;
     size_t k = 0;
     while (s->p < s->end && *s->p != q) {
-        if (*s->p == '\\' || k + 1 >= n) return false;
+        unsigned char ch = (unsigned char)*s->p;
+        if (ch == '\\' || ch < 0x20 || ch > 0x7e || k + 1 >= n) return false; /* printable ASCII only */
         out[k++] = *s->p++;
     }
     if (s->p >= s->end) return false;

@@ -179,7 +179,7 @@ def main():
             out = os.path.join(tmp, 'out_%d' % n)
             if '--out' not in argv and what != 'missing --out':
                 argv = ['--out', out] + argv
-            p = subprocess.run([exe, 'op'] + argv, capture_output=True, text=True)
+            p = subprocess.run([exe, 'op'] + argv, capture_output=True, text=True, errors='replace')
             lines = p.stderr.strip('\n').split('\n') if p.stderr.strip() else []
             problems = []
             if p.returncode != 2:
@@ -199,6 +199,35 @@ def main():
                                                                          p.stderr.strip()[:600], ' '.join(argv)))
             else:
                 print('ok   %-36s %s' % (what, lines[0]))
+
+        # every truncation of a valid file, and random damage to its header: exit 2 with one
+        # line (or 0 where the damage left a valid file, e.g. a changed padding space)
+        good = npy((2, 3, 4, 4, 4))
+        damaged = [('cut at %d' % k, good[:k]) for k in range(0, 130)] + [('cut at %d' % (len(good) - 1),
+                                                                          good[:-1])]
+        state = 12345
+        for i in range(60):
+            b = bytearray(good)
+            for _ in range(1 + i % 3):
+                state = (state * 1103515245 + 12345) % 2 ** 31
+                pos = state % 128
+                state = (state * 1103515245 + 12345) % 2 ** 31
+                b[pos] = state % 256
+            damaged.append(('damage #%d' % i, bytes(b)))
+        for what, content in damaged:
+            n += 1
+            path = f('damaged.npy', content)
+            out = os.path.join(tmp, 'out_%d' % n)
+            p = subprocess.run([exe, 'op', 'conv3d', '--input', path, '--weight', W, '--out', out],
+                               capture_output=True, text=True, errors='replace')
+            lines = p.stderr.strip().split('\n') if p.stderr.strip() else []
+            ok = (p.returncode == 0 and not lines) or (p.returncode == 2 and len(lines) == 1 and
+                                                        not os.path.exists(out))
+            if 'Sanitizer' in p.stderr or 'runtime error' in p.stderr:
+                ok = False
+            if not ok:
+                failures.append('damaged file, %s: exit %d, stderr %r' % (what, p.returncode, p.stderr[:400]))
+        print('ok   %d damaged files' % len(damaged))
 
         # a failing run leaves an existing results folder exactly as it was
         n += 1
