@@ -1,30 +1,36 @@
 /*
  * models/vae.c — a conditional VAE for 3-D showers on a regular grid.
  *
- * Architecture (c = `channels`, every activation leaky_relu 0.2):
+ * Architecture (c = `channels`, every hidden activation leaky_relu 0.2):
  *   encoder  x' (B,1,D,H,W) -> conv k4 s2 p1 (c) -> conv k4 s2 p1 (2c) -> conv k3 s2 p1 (4c)
  *            -> flatten ‖ cond' -> linear (hidden) -> mu, logvar (latent)
  *   decoder  z ‖ cond' -> linear (hidden) -> linear (4c·d3·h3·w3) -> reshape
- *            -> conv_transpose k3 s2 p1 (2c) -> k4 s2 p1 (c) -> k4 s2 p1 (1)
- *            -> softplus: a non-negative shower in the transformed space
+ *            -> conv_transpose k3 s2 p1 (2c) -> k4 s2 p1 (c) -> k4 s2 p1 (3 channels)
  * The transposed convolutions' output padding is chosen per axis to land exactly on the
  * encoder's sizes, so any grid works (30×30×30, 30×60×30, 25×25×25); an axis shorter than 4
  * cells keeps kernel 1 and stride 1 (the LHCb image is a single layer).
  *
- * Data transforms (fitted once on the training data, saved as buffers in checkpoints):
- *   x' = log(1 + x / s)          s = x_scale (default: half a MIP when the geometry knows it);
- *   cond' = (t(cond) - mean)/std t = log for the incident energy, identity otherwise.
- * The decoder's softplus output y' maps back to energies by x = s·(exp(y') - 1) >= 0, so the
- * output is positive by construction.
+ * The decoder's three output channels describe each cell as a zero-inflated log-normal:
+ *   a hit probability p = sigmoid(logit), and for a hit an energy x = s·exp(m + σ·ε),
+ *   ε ~ N(0, 1), σ = exp(clamp(log σ, -4, 1)).
+ * Calorimeter showers light a few percent of their cells; a decoder that regresses every
+ * cell's energy (MSE) smears a haze of tiny values over the empty ones, which a threshold then
+ * removes together with much of the energy. Deciding "hit or not" separately keeps the
+ * sparsity, the number of hits and the cell spectrum, and energies stay positive.
  *
- * Loss per batch (the ELBO of a unit-variance Gaussian likelihood, plus an energy term):
- *   recon  = Σ_voxels (y' - x')² / B
+ * Data transforms (fitted once on the training data, saved as buffers in checkpoints):
+ *   x' = log(1 + x / s)          the encoder's input, s = x_scale (default half a MIP);
+ *   cond' = (t(cond) - mean)/std t = log for the incident energy, identity otherwise.
+ *
+ * Loss per batch (sums over cells, means over the batch):
+ *   hits   = Σ BCE(logit, [x > 0])
+ *   energy = Σ_{hit cells} ((log(x/s) - m)² / (2σ²) + log σ)       Gaussian NLL in log space
+ *   esum   = mean_B ((Σ p·s·exp(m + σ²/2) - Σx) / Σx)²              the expected total energy
  *   kl     = -½ Σ (1 + logvar - mu² - e^logvar) / B
- *   esum   = mean_B ((Σx_rec - Σx) / Σx)²          the shower's total energy, relative
- *   loss   = recon + β(step)·kl + esum_weight·esum,  β(step) = beta·min(1, step/kl_warmup)
+ *   loss   = hits + energy + esum_weight·esum + β(step)·kl,  β(step) = beta·min(1, step/kl_warmup)
  * KL annealing (β rising from 0: the warm-up of ../shared/seeds/003*) avoids the posterior
- * collapse of an early, strong KL term. Generation decodes z ~ N(0, 1) and applies the
- * seeds' half-MIP cut (cells below gen_threshold set to 0, as BIBAE_PP_generate does).
+ * collapse of an early, strong KL term. Generation decodes z ~ N(0, 1), samples hits and
+ * energies, and applies the seeds' half-MIP cut (cells below gen_threshold set to 0).
  */
 #include <math.h>
 #include <stdio.h>
@@ -39,7 +45,7 @@ static const cg_cfg_spec VAE_OPTIONS[] = {
     {"hidden", CG_CFG_INT, "256", "width of the fully connected layers"},
     {"beta", CG_CFG_FLOAT, "1.0", "final weight of the KL term"},
     {"kl_warmup", CG_CFG_INT, "500", "steps over which the KL weight rises linearly from 0 to beta"},
-    {"esum_weight", CG_CFG_FLOAT, "100.0", "weight of the relative total-energy term"},
+    {"esum_weight", CG_CFG_FLOAT, "1000.0", "weight of the relative total-energy term"},
     {"x_scale", CG_CFG_FLOAT, "0", "s in x' = log(1 + x/s), in the data's units; 0 = half a MIP (or fitted)"},
     {"gen_threshold", CG_CFG_FLOAT, "-1", "cells below this are zeroed in generated showers; -1 = half a MIP"},
     {NULL, 0, NULL, NULL},
@@ -117,7 +123,7 @@ static cg_model *vae_create(const cg_config *cfg, const cg_cvox_info *info, cg_d
         snprintf(name, sizeof name, "conv%d", l + 1);
         m->enc[l] = cg_conv3d_new(enc, name, ch[l], ch[l + 1], k[l], o, true, dev, rng);
         snprintf(name, sizeof name, "deconv%d", l + 1);
-        m->dec[l] = cg_conv_transpose3d_new(dec, name, ch[l + 1], ch[l], k[l], ot, true, dev, rng);
+        m->dec[l] = cg_conv_transpose3d_new(dec, name, ch[l + 1], l == 0 ? 3 : ch[l], k[l], ot, true, dev, rng);
         ok = m->enc[l] && m->dec[l];
     }
     ok = ok && (m->enc_fc = cg_linear_new(enc, "fc", (int)flat + m->ncond, hidden, true, dev, rng)) &&
@@ -228,7 +234,7 @@ static cg_tensor *encode(cg_model *m, cg_tensor *xt, cg_tensor *c, cg_tensor **l
     return cg_module_forward(m->fc_mu, h);
 }
 
-/* z (B, latent) -> y' (B, 1, D, H, W) >= 0 */
+/* z (B, latent) -> the three output channels (B, 3, D, H, W) */
 static cg_tensor *decode(cg_model *m, cg_tensor *z, cg_tensor *c) {
     cg_tensor *h = c ? cg_concat(2, (cg_tensor *[]){z, c}, 1) : z;
     h = lrelu(cg_module_forward(m->dec_fc1, h));
@@ -239,34 +245,47 @@ static cg_tensor *decode(cg_model *m, cg_tensor *z, cg_tensor *c) {
         h = cg_module_forward(m->dec[l], h);
         if (l > 0) h = lrelu(h);
     }
-    return cg_softplus(h);
+    return h;
 }
 
-/* transformed -> energies: s·(exp(y') - 1) */
-static cg_tensor *to_energy(cg_model *m, cg_tensor *yt) {
-    return cg_mul(cg_add_scalar(cg_exp(yt), -1.0f), cg_module_param(m->norm, "x_scale"));
+/* The decoder's channels: hit logit, log-energy mean m, log σ (clamped). */
+static void heads(cg_tensor *out, cg_tensor **logit, cg_tensor **mean, cg_tensor **log_sigma) {
+    *logit = cg_slice(out, 1, 0, 1);
+    *mean = cg_slice(out, 1, 1, 2);
+    *log_sigma = cg_clamp(cg_slice(out, 1, 2, 3), -4.0f, 1.0f);
 }
 
 static cg_status vae_train_step(cg_model *m, cg_tensor *x, cg_tensor *cond, int64_t step, cg_rng *rng,
                                 cg_losses *out) {
     int64_t B = x->shape[0];
+    float inv_b = 1.0f / (float)B;
+    cg_tensor *s = cg_module_param(m->norm, "x_scale");
     cg_tensor *c = transform_cond(m, cond);
-    cg_tensor *xt = cg_log(cg_add_scalar(cg_div(x, cg_module_param(m->norm, "x_scale")), 1.0f));
+    cg_tensor *xs = cg_div(x, s);
+    cg_tensor *xt = cg_log(cg_add_scalar(xs, 1.0f));
     cg_tensor *logvar, *mu = encode(m, xt, c, &logvar);
     cg_tensor *z = cg_add(mu, cg_mul(cg_randn_like(mu, rng), cg_exp(cg_scale(logvar, 0.5f))));
-    cg_tensor *yt = decode(m, z, c);
-    cg_tensor *recon = cg_scale(cg_sum_all(cg_square(cg_sub(yt, xt))), 1.0f / (float)B);
-    cg_tensor *kl = cg_gaussian_kl(mu, logvar);
+    cg_tensor *logit, *mean, *lsig;
+    heads(decode(m, z, c), &logit, &mean, &lsig);
+    cg_tensor *hit = cg_step(x, 0.0f);
+    cg_tensor *hits = cg_scale(cg_sum_all(cg_sub(cg_softplus(logit), cg_mul(logit, hit))), inv_b);
+    /* log(x/s) on hit cells; empty cells contribute nothing (the mask is 0 there) */
+    cg_tensor *lx = cg_log(cg_add(xs, cg_affine(hit, -1.0f, 1.0f)));
+    cg_tensor *nll = cg_add(cg_scale(cg_square(cg_mul(cg_sub(lx, mean), cg_exp(cg_neg(lsig)))), 0.5f), lsig);
+    cg_tensor *energy = cg_scale(cg_sum_all(cg_mul(nll, hit)), inv_b);
     unsigned vox = CG_AXIS(1) | CG_AXIS(2) | CG_AXIS(3) | CG_AXIS(4);
-    cg_tensor *e_true = cg_sum(x, vox, false), *e_rec = cg_sum(to_energy(m, yt), vox, false);
-    cg_tensor *esum = cg_mean_all(cg_square(cg_div(cg_sub(e_rec, e_true), cg_add_scalar(e_true, 1e-6f))));
+    cg_tensor *expect = cg_mul(cg_sigmoid(logit), cg_exp(cg_add(mean, cg_scale(cg_exp(cg_scale(lsig, 2.0f)), 0.5f))));
+    cg_tensor *e_true = cg_sum(xs, vox, false), *e_hat = cg_sum(expect, vox, false);
+    cg_tensor *esum = cg_mean_all(cg_square(cg_div(cg_sub(e_hat, e_true), cg_add_scalar(e_true, 1e-6f))));
+    cg_tensor *kl = cg_gaussian_kl(mu, logvar);
     float beta = m->kl_warmup > 0 ? m->beta * fminf(1.0f, (float)step / (float)m->kl_warmup) : m->beta;
-    cg_tensor *loss = cg_add(cg_add(recon, cg_scale(kl, beta)), cg_scale(esum, m->esum_weight));
+    cg_tensor *loss = cg_add(cg_add(hits, energy), cg_add(cg_scale(esum, m->esum_weight), cg_scale(kl, beta)));
     if (!loss) return cg_last_status();
     cg_losses_add(out, "loss", cg_item(loss));
-    cg_losses_add(out, "recon", cg_item(recon));
-    cg_losses_add(out, "kl", cg_item(kl));
+    cg_losses_add(out, "hits", cg_item(hits));
+    cg_losses_add(out, "energy", cg_item(energy));
     cg_losses_add(out, "esum", cg_item(esum));
+    cg_losses_add(out, "kl", cg_item(kl));
     cg_losses_add(out, "beta", beta);
     if (!isfinite(out->value[0])) return CG_OK; /* the trainer reports it and stops */
     cg_status st = cg_backward(loss);
@@ -279,7 +298,12 @@ static cg_tensor *vae_generate(cg_model *m, cg_tensor *cond, cg_rng *rng) {
     int64_t B = cond->shape[0];
     bool prev = cg_set_grad_enabled(false);
     cg_tensor *z = cg_op_adopt(cg_tensor_randn(cond->device, CG_SHAPE(B, m->latent), rng, 0.0f, 1.0f));
-    cg_tensor *x = to_energy(m, decode(m, z, transform_cond(m, cond)));
+    cg_tensor *logit, *mean, *lsig;
+    heads(decode(m, z, transform_cond(m, cond)), &logit, &mean, &lsig);
+    /* a hit where u < p (u uniform), with energy s·exp(m + σ·ε) */
+    cg_tensor *hit = cg_step(cg_sub(cg_sigmoid(logit), cg_rand_like(logit, rng, 0.0f, 1.0f)), 0.0f);
+    cg_tensor *e = cg_exp(cg_add(mean, cg_mul(cg_randn_like(mean, rng), cg_exp(lsig))));
+    cg_tensor *x = cg_mul(cg_mul(e, hit), cg_module_param(m->norm, "x_scale"));
     if (x && m->gen_threshold > 0) x = cg_mul(x, cg_step(x, m->gen_threshold)); /* the half-MIP cut */
     cg_set_grad_enabled(prev);
     return x ? cg_reshape(x, CG_SHAPE(B, -1)) : NULL;
