@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -553,6 +554,12 @@ int main(int argc, char **argv) {
 
     if (out_path) {
         char tmp[1024];
+        snprintf(tmp, sizeof tmp, "%s", out_path);
+        char *slash = strrchr(tmp, '/');
+        if (slash) { /* create the results folder if it is missing */
+            *slash = 0;
+            mkdir(tmp, 0777);
+        }
         snprintf(tmp, sizeof tmp, "%s.tmp", out_path);
         FILE *f = fopen(tmp, "w");
         if (!f) {

@@ -475,9 +475,19 @@ static void run_corr(const plan *p, float *y, const float *in, const float *bias
     cg_avx2_scratch_put(st);
 }
 
-void cg_avx2_conv_fwd(float *y, const float *x, const float *w, const float *bias, const cg_conv_desc *c) {
+/* Shapes the planner does not take: empty tensors, and strides beyond its tables. */
+static int unplanned(const cg_conv_desc *c, int max_stride) {
+    if (c->N <= 0 || c->Ci <= 0 || c->Co <= 0) return 1;
     for (int d = 0; d < 3; d++)
-        if (c->stride[d] > 8) { cg_ref_conv_fwd(y, x, w, bias, c); return; }
+        if (c->stride[d] > max_stride || c->in[d] <= 0 || c->out[d] <= 0 || c->k[d] <= 0) return 1;
+    return 0;
+}
+
+void cg_avx2_conv_fwd(float *y, const float *x, const float *w, const float *bias, const cg_conv_desc *c) {
+    if (unplanned(c, 8)) {
+        cg_ref_conv_fwd(y, x, w, bias, c);
+        return;
+    }
     plan p;
     plan_forward(&p, c);
     choose_tiles(&p);
@@ -487,8 +497,10 @@ void cg_avx2_conv_fwd(float *y, const float *x, const float *w, const float *bia
 }
 
 void cg_avx2_conv_bwd_data(float *dx, const float *dy, const float *w, const cg_conv_desc *c) {
-    for (int d = 0; d < 3; d++)
-        if (c->stride[d] > 3) { cg_ref_conv_bwd_data(dx, dy, w, c); return; }
+    if (unplanned(c, 3)) {
+        cg_ref_conv_bwd_data(dx, dy, w, c);
+        return;
+    }
     plan p;
     plan_bwd_data(&p, c);
     choose_tiles(&p);
@@ -566,8 +578,10 @@ static void dy_stage_task(void *ctx, int64_t b, int64_t e, int worker) {
 }
 
 void cg_avx2_conv_bwd_weight(float *dw, const float *x, const float *dy, const cg_conv_desc *c) {
-    for (int d = 0; d < 3; d++)
-        if (c->stride[d] > 8) { cg_ref_conv_bwd_weight(dw, x, dy, c); return; }
+    if (unplanned(c, 8)) {
+        cg_ref_conv_bwd_weight(dw, x, dy, c);
+        return;
+    }
     plan p;
     plan_forward(&p, c);
     const corr *q = &p.c[0];
