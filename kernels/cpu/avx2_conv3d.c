@@ -29,7 +29,8 @@
  *
  * Threads: cg_parallel_for over tiles (disjoint outputs). Backward-weight sums each
  * tile's blocks of positions in a fixed order (sample, block), so results do not depend
- * on the thread count. Staged copies live in the scratch cache (avx2_util.h).
+ * on the thread count; the threads share the tiles of one block at a time, so a block's
+ * input is fetched from memory once. Staged copies live in the scratch cache (avx2_util.h).
  *
  * Limits: staged sizes are indexed with int32 offsets within one sample (asserted).
  */
@@ -523,40 +524,37 @@ typedef struct {
     int64_t dy_sample, dy_chan, dy_plane;
     int64_t G, nplanes, nvec;      /* per sample: planes (lines) of nvec vectors */
     int64_t planes_per_block, vec_per_block;
+    int64_t n, pl, v0;   /* the block being summed: sample, first plane, first vector */
     int R, C;            /* tile: output channels × k-steps */
     int64_t ncb;         /* k-step blocks */
     double *acc;         /* (Co, K) sums */
 } bw_job;
 
+/* The tiles [b, e) over one block of positions (J->n, J->pl, J->v0). */
 static void bw_task(void *ctx, int64_t b, int64_t e, int worker) {
     const bw_job *J = ctx;
     const plan *p = J->p;
     const corr *q = &p->c[0];
-    for (int64_t n = 0; n < J->G; n++) {
-        const float *xs = J->xs + n * J->x_sample, *dys = J->dys + n * J->dy_sample;
-        for (int64_t pl = 0; pl < J->nplanes; pl += J->planes_per_block)
-            for (int64_t v0 = 0; v0 < J->nvec; v0 += J->vec_per_block) {
-                int64_t np = J->nplanes - pl < J->planes_per_block ? J->nplanes - pl : J->planes_per_block;
-                int64_t nv = J->nvec - v0 < J->vec_per_block ? J->nvec - v0 : J->vec_per_block;
-                for (int64_t it = b; it < e; it++) {
-                    int64_t rb = it / J->ncb, cb = it % J->ncb;
-                    int R = (int)(p->Cout - rb * J->R < J->R ? p->Cout - rb * J->R : J->R);
-                    int C = (int)(q->K - cb * J->C < J->C ? q->K - cb * J->C : J->C);
-                    cg_dot_tile t = {
-                        .a = dys + rb * J->R * J->dy_chan + pl * J->dy_plane + 8 * v0,
-                        .b = xs + pl * J->x_plane + 8 * v0,
-                        .off = q->off + cb * J->C,
-                        .acs = J->dy_chan,
-                        .ars = J->dy_plane,
-                        .brs = J->x_plane,
-                        .nlines = np,
-                        .nvec = nv,
-                        .outd = J->acc + rb * J->R * q->K + cb * J->C,
-                        .ocs = q->K,
-                    };
-                    cg_avx2_dot_tile(R, C, &t);
-                }
-            }
+    const float *xs = J->xs + J->n * J->x_sample, *dys = J->dys + J->n * J->dy_sample;
+    const int64_t np = J->nplanes - J->pl < J->planes_per_block ? J->nplanes - J->pl : J->planes_per_block;
+    const int64_t nv = J->nvec - J->v0 < J->vec_per_block ? J->nvec - J->v0 : J->vec_per_block;
+    for (int64_t it = b; it < e; it++) {
+        int64_t rb = it / J->ncb, cb = it % J->ncb;
+        int R = (int)(p->Cout - rb * J->R < J->R ? p->Cout - rb * J->R : J->R);
+        int C = (int)(q->K - cb * J->C < J->C ? q->K - cb * J->C : J->C);
+        cg_dot_tile t = {
+            .a = dys + rb * J->R * J->dy_chan + J->pl * J->dy_plane + 8 * J->v0,
+            .b = xs + J->pl * J->x_plane + 8 * J->v0,
+            .off = q->off + cb * J->C,
+            .acs = J->dy_chan,
+            .ars = J->dy_plane,
+            .brs = J->x_plane,
+            .nlines = np,
+            .nvec = nv,
+            .outd = J->acc + rb * J->R * q->K + cb * J->C,
+            .ocs = q->K,
+        };
+        cg_avx2_dot_tile(R, C, &t);
     }
 }
 
@@ -640,7 +638,11 @@ void cg_avx2_conv_bwd_weight(float *dw, const float *x, const float *dy, const c
             J.planes_per_block = dplane >= 2048 ? 1 : 2048 / dplane;
             J.vec_per_block = J.nvec;
         }
-        cg_parallel_for(ceil_div(p.Cout, bestR) * J.ncb, 1, bw_task, &J);
+        /* Blocks in order; the threads share each block's tiles, and so its data in cache. */
+        for (J.n = 0; J.n < g; J.n++)
+            for (J.pl = 0; J.pl < J.nplanes; J.pl += J.planes_per_block)
+                for (J.v0 = 0; J.v0 < J.nvec; J.v0 += J.vec_per_block)
+                    cg_parallel_for(ceil_div(p.Cout, bestR) * J.ncb, 1, bw_task, &J);
     }
     for (int64_t co = 0; co < p.Cout; co++)
         for (int64_t j = 0; j < q->K; j++) dw[co * p.rstride + q->widx[j]] = (float)acc[co * q->K + j];

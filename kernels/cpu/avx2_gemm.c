@@ -9,11 +9,10 @@
  *  - op(B) = Bᵀ with ta = 0 (a Linear layer's forward, x·Wᵀ): both operands are contiguous
  *    along K, so the dot tile takes R rows of A × C rows of B and reduces along K.
  *  - Aᵀ·Bᵀ: Bᵀ is copied to a contiguous K × N buffer first (rare).
- * Threads: over tiles of C (disjoint outputs); every element's sum runs over K in one
- * fixed order, so results are deterministic.
- *
- * Limits: no cache blocking along K (TODO: panels of K for very long rows; the Linear
- * shapes of the seed models keep one tile's rows within L2).
+ * K is cut into panels (KC_BCAST, KC_DOT) so that the operands of one panel stay in cache
+ * (a Linear layer of the seed models has K = 8001); panels run in order, each adding into C.
+ * Threads: over the tiles of C within a panel (disjoint outputs), so every element's sum
+ * runs in one fixed order: deterministic for any thread count.
  */
 #include <math.h>
 #include <string.h>
@@ -24,6 +23,9 @@
 #include "kernels/cpu/avx2_tile.h"
 #include "kernels/cpu/avx2_util.h"
 #include "kernels/cpu/ref.h"
+
+#define KC_BCAST 256  /* k-steps per panel: B's panel (KC × 8V) and A's (M × KC) in L1/L2 */
+#define KC_DOT 1024   /* elements of K per panel: R + C rows of 4 KB */
 
 /* ------------------------------------------------- broadcast (tb = 0) ---- */
 
@@ -41,6 +43,8 @@ typedef struct {
     const int32_t *toff;   /* (K) k·8V: offsets into the staged tail */
     const float *tail;     /* per batch: K × 8V, the last N % (8V) columns, zero-padded */
     int64_t nseg, nfull;   /* segments of 8V columns; those lying wholly inside N */
+    int64_t k0, kn;        /* the K panel: first k-step, count */
+    float beta_now;        /* beta for the first panel, then 1 */
 } bc_job;
 
 static void bc_task(void *ctx, int64_t b0, int64_t e0, int worker) {
@@ -53,16 +57,16 @@ static void bc_task(void *ctx, int64_t b0, int64_t e0, int worker) {
         int V = (int)((nw + 7) / 8);
         int in_tail = seg >= J->nfull;
         cg_bcast_tile t = {
-            .x = in_tail ? J->tail + bt * J->K * seglen : J->B + bt * J->sB + n0,
+            .x = in_tail ? J->tail + (bt * J->K + J->k0) * seglen : J->B + bt * J->sB + J->k0 * J->ldb + n0,
             .off = in_tail ? J->toff : J->off,
-            .wp = J->wp + bt * J->wp_batch + rb * J->R * J->K,
-            .K = J->K,
+            .wp = J->wp + bt * J->wp_batch + (rb * J->K + J->k0) * J->R,
+            .K = J->kn,
             .wps = J->R,
             .y = J->C + bt * J->sC + rb * J->R * J->ldc + n0,
             .ycs = J->ldc,
             .yws = 1,
             .nw = (int)nw,
-            .beta = J->beta,
+            .beta = J->beta_now,
         };
         cg_avx2_bcast_tile(R, 1, V, &t);
     }
@@ -80,7 +84,7 @@ static void gemm_bcast(int ta, int64_t M, int64_t N, int64_t K, float alpha, con
             int64_t nr[2] = {M / R, M % R}, nv = (N + 8 * V - 1) / (8 * V);
             double t = 0;
             for (int a = 0; a < 2; a++)
-                if (nr[a]) t += (double)nr[a] * nv * cg_avx2_bcast_cost(a ? (int)(M % R) : R, 1, V, K);
+                if (nr[a]) t += (double)nr[a] * nv * cg_avx2_bcast_cost(a ? (int)(M % R) : R, 1, V, K < KC_BCAST ? K : KC_BCAST);
             if (t < best) { best = t; bestR = R; bestV = V; }
         }
     const int R = bestR, V = bestV;
@@ -119,7 +123,11 @@ static void gemm_bcast(int ta, int64_t M, int64_t N, int64_t K, float alpha, con
     bc_job J = {.M = M, .N = N, .K = K, .batch = batch, .B = B, .ldb = ldb, .sB = sB, .C = C, .ldc = ldc, .sC = sC,
                 .beta = beta, .R = R, .V = V, .wp = wp, .wp_batch = wp_batch, .off = off, .toff = toff, .tail = tail,
                 .nseg = nseg, .nfull = nfull};
-    cg_parallel_for(batch * nseg * nrb, 1, bc_task, &J);
+    for (J.k0 = 0; J.k0 < K || J.k0 == 0; J.k0 += KC_BCAST) {
+        J.kn = K - J.k0 < KC_BCAST ? K - J.k0 : KC_BCAST;
+        J.beta_now = J.k0 == 0 ? beta : 1.0f;
+        cg_parallel_for(batch * nseg * nrb, 1, bc_task, &J);
+    }
     cg_avx2_scratch_put(tail);
     cg_avx2_scratch_put(wp);
     free(off);
@@ -138,6 +146,8 @@ typedef struct {
     int R, Cc;
     int64_t nrb, ncb;
     const int32_t *off;    /* (Cc) c·ldb */
+    int64_t k0, kn;        /* the K panel */
+    float beta_now;        /* beta for the first panel, then 1 */
 } dot_job;
 
 static void dot_task(void *ctx, int64_t b0, int64_t e0, int worker) {
@@ -147,17 +157,17 @@ static void dot_task(void *ctx, int64_t b0, int64_t e0, int worker) {
         int R = (int)(J->M - rb * J->R < J->R ? J->M - rb * J->R : J->R);
         int Cn = (int)(J->N - cb * J->Cc < J->Cc ? J->N - cb * J->Cc : J->Cc);
         cg_dot_tile t = {
-            .a = J->A + bt * J->sA + rb * J->R * J->lda,
-            .b = J->B + bt * J->sB + cb * J->Cc * J->ldb,
+            .a = J->A + bt * J->sA + rb * J->R * J->lda + J->k0,
+            .b = J->B + bt * J->sB + cb * J->Cc * J->ldb + J->k0,
             .off = J->off,
             .acs = J->lda,
             .nlines = 1,
-            .nvec = (J->K + 7) / 8,
-            .tail = (int)(J->K % 8),
+            .nvec = (J->kn + 7) / 8,
+            .tail = (int)(J->kn % 8),
             .outf = J->C + bt * J->sC + rb * J->R * J->ldc + cb * J->Cc,
             .ocs = J->ldc,
             .alpha = J->alpha,
-            .beta = J->beta,
+            .beta = J->beta_now,
         };
         cg_avx2_dot_tile(R, Cn, &t);
     }
@@ -168,7 +178,7 @@ static void gemm_dot(int64_t M, int64_t N, int64_t K, float alpha, const float *
                      int64_t batch) {
     int bestR = 1, bestC = 1;
     double best = INFINITY;
-    int64_t steps = (K + 7) / 8;
+    int64_t steps = ((K < KC_DOT ? K : KC_DOT) + 7) / 8;
     for (int R = 1; R <= CG_TILE_MAXR; R++)
         for (int Cc = 1; Cc <= CG_TILE_MAXC; Cc++) {
             if (R * Cc > CG_TILE_MAXACC) continue;
@@ -185,7 +195,11 @@ static void gemm_dot(int64_t M, int64_t N, int64_t K, float alpha, const float *
     dot_job J = {.M = M, .N = N, .K = K, .A = A, .B = B, .lda = lda, .sA = sA, .ldb = ldb, .sB = sB, .C = C,
                  .ldc = ldc, .sC = sC, .alpha = alpha, .beta = beta, .R = bestR, .Cc = bestC,
                  .nrb = (M + bestR - 1) / bestR, .ncb = (N + bestC - 1) / bestC, .off = off};
-    cg_parallel_for(batch * J.nrb * J.ncb, 1, dot_task, &J);
+    for (J.k0 = 0; J.k0 < K || J.k0 == 0; J.k0 += KC_DOT) {
+        J.kn = K - J.k0 < KC_DOT ? K - J.k0 : KC_DOT;
+        J.beta_now = J.k0 == 0 ? beta : 1.0f;
+        cg_parallel_for(batch * J.nrb * J.ncb, 1, dot_task, &J);
+    }
 }
 
 /* ------------------------------------------------------------- entry ---- */
