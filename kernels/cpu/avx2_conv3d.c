@@ -49,6 +49,7 @@
 #define MAXV CG_TILE_MAXV
 #define MAXC CG_TILE_MAXC
 #define STREAM_BYTES ((int64_t)48 << 20) /* outputs larger than this bypass the caches */
+#define BW_BLOCK_BYTES ((int64_t)768 << 10) /* dy and input of one backward-weight block, all channels */
 #define GROUP_BYTES ((int64_t)32 << 20) /* staged samples processed together, at most */
 
 /* ------------------------------------------------------------ plans ---- */
@@ -609,7 +610,11 @@ void cg_avx2_conv_bwd_weight(float *dw, const float *x, const float *dy, const c
     double *acc = cg_xcalloc((size_t)(p.Cout * q->K), sizeof(double));
     for (int64_t n0 = 0; n0 < N; n0 += G) {
         int64_t g = N - n0 < G ? N - n0 : G;
-        /* Blocks of about 2048 positions: whole planes, or a run of vectors of one line. */
+        /* Blocks of positions whose dy and input, all channels, take about BW_BLOCK_BYTES
+         * (most of L2: the threads sweep one block at a time), 512 to 4096 positions: whole
+         * planes, or a run of vectors of one line. */
+        int64_t bw_block = BW_BLOCK_BYTES / (4 * (p.Cout + (int64_t)p.Cin * p.nph));
+        bw_block = bw_block < 512 ? 512 : bw_block > 4096 ? 4096 : bw_block;
         bw_job J = {.p = &p, .G = g, .R = bestR, .C = bestC, .ncb = ceil_div(q->K, bestC), .acc = acc};
         if (p.flat) {
             J.xs = x + n0 * p.Cin * p.cstride;
@@ -621,7 +626,7 @@ void cg_avx2_conv_bwd_weight(float *dw, const float *x, const float *dy, const c
             J.nplanes = 1;
             J.nvec = oplane / 8;
             J.planes_per_block = 1;
-            J.vec_per_block = 256;
+            J.vec_per_block = bw_block / 8;
         } else {
             stage(&p, st, x + n0 * p.Cin * in_elems, g);
             dy_stage_job S = {dy + n0 * p.Cout * oplane, dyp, q->O[1], q->O[2], p.L[2], dplane};
@@ -635,7 +640,7 @@ void cg_avx2_conv_bwd_weight(float *dw, const float *x, const float *dy, const c
             J.dy_plane = dplane;
             J.nplanes = q->O[0];
             J.nvec = dplane / 8;
-            J.planes_per_block = dplane >= 2048 ? 1 : 2048 / dplane;
+            J.planes_per_block = dplane >= bw_block ? 1 : bw_block / dplane;
             J.vec_per_block = J.nvec;
         }
         /* Blocks in order; the threads share each block's tiles, and so its data in cache. */

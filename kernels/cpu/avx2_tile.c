@@ -201,10 +201,26 @@ static inline __attribute__((always_inline)) void dot_body(const cg_dot_tile *t,
         if (t->tail) dot_step(acc, ar, bc, 8 * full, R, C, 1, mk);
     }
     if (t->outd) {
+        /* Four sums at a time: a tree of horizontal adds leaves them in one float vector
+         * (each the sum of 8 lanes), added in double to the outputs. */
+        const __m256 z = _mm256_setzero_ps();
         UNROLL
         for (int r = 0; r < R; r++)
             UNROLL
-            for (int c = 0; c < C; c++) t->outd[r * t->ocs + c] += cg_avx2_hsum_pd(acc[r][c]);
+            for (int c0 = 0; c0 < C; c0 += 4) {
+                __m256 h01 = _mm256_hadd_ps(acc[r][c0], c0 + 1 < C ? acc[r][c0 + 1] : z);
+                __m256 h23 = _mm256_hadd_ps(c0 + 2 < C ? acc[r][c0 + 2] : z, c0 + 3 < C ? acc[r][c0 + 3] : z);
+                __m256 h = _mm256_hadd_ps(h01, h23);
+                __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+                double *o = t->outd + r * t->ocs + c0;
+                __m256d d = _mm256_cvtps_pd(s4);
+                if (C - c0 >= 4) {
+                    _mm256_storeu_pd(o, _mm256_add_pd(_mm256_loadu_pd(o), d));
+                } else {
+                    __m256i mk = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(cg_avx2_mask(C - c0)));
+                    _mm256_maskstore_pd(o, mk, _mm256_add_pd(_mm256_maskload_pd(o, mk), d));
+                }
+            }
     } else {
         UNROLL
         for (int r = 0; r < R; r++)
