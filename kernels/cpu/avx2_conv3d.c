@@ -64,6 +64,17 @@ typedef struct {
     int64_t ys[3];      /* output strides (d, h, w) within one output channel */
     int64_t yoff;       /* offset of output (0, 0, 0) within one output channel */
     int M, V;           /* tile rows and vectors per row */
+    /* Skipping rows of zero padding: each k-step reads staged row (o_d + t_d, o_h + t_h) of
+     * phase (r_d, r_h); kbit[2j], kbit[2j+1] = r·LB + t per axis (LB: bits per phase). A
+     * tile's output plane and rows give, per axis, a mask of the (r, t) whose staged rows
+     * hold input; tiles with equal masks form a class, and each class keeps the runs of
+     * k-steps it must compute. */
+    uint8_t *kbit;      /* (K, 2) */
+    int lb[2];          /* bits per phase, per axis; 0: no skipping on that axis */
+    int ncd, nch;       /* classes of output planes and of row blocks */
+    int32_t *dclass, *hclass; /* (O[0]), (row blocks) */
+    int32_t **runs;     /* (ncd·nch): pairs (first k-step, count) */
+    int *nruns;
 } corr;
 
 typedef struct {
@@ -149,14 +160,92 @@ static void corr_alloc(corr *c, int64_t K) {
     c->K = K;
     c->off = cg_xmalloc((size_t)(K ? K : 1) * sizeof(int32_t));
     c->widx = cg_xmalloc((size_t)(K ? K : 1) * sizeof(int32_t));
+    c->kbit = cg_xcalloc((size_t)(K ? K : 1) * 2, 1);
     c->wp = NULL;
 }
 
 static void plan_free(plan *p) {
     for (int i = 0; i < p->ncorr; i++) {
-        free(p->c[i].off);
-        free(p->c[i].widx);
-        free(p->c[i].wp);
+        corr *q = &p->c[i];
+        free(q->off);
+        free(q->widx);
+        free(q->wp);
+        free(q->kbit);
+        free(q->dclass);
+        free(q->hclass);
+        for (int k = 0; q->runs && k < q->ncd * q->nch; k++) free(q->runs[k]);
+        free(q->runs);
+        free(q->nruns);
+    }
+}
+
+/* Does staged row j of phase r on `axis` hold input (rather than zero padding)? */
+static int staged_valid(const plan *p, int axis, int r, int64_t j) {
+    int64_t i = j * p->s[axis] + r - p->p[axis];
+    return i >= 0 && i < p->in[axis];
+}
+
+/* The mask of (r, t) bits whose staged rows o + t (for o in [o0, o1)) hold input. */
+static uint64_t axis_mask(const plan *p, const corr *q, int axis, int64_t o0, int64_t o1) {
+    if (!q->lb[axis]) return ~(uint64_t)0;
+    uint64_t m = 0;
+    for (int r = 0; r < p->s[axis]; r++)
+        for (int t = 0; t < q->lb[axis]; t++)
+            for (int64_t o = o0; o < o1; o++)
+                if (staged_valid(p, axis, r, o + t)) {
+                    m |= (uint64_t)1 << (r * q->lb[axis] + t);
+                    break;
+                }
+    return m;
+}
+
+/* Class of each output plane and row block (after choose_tiles), and each class's runs. */
+static void plan_classes(plan *p) {
+    for (int i = 0; i < p->ncorr; i++) {
+        corr *q = &p->c[i];
+        const int64_t nmb = ceil_div(q->O[1], q->M);
+        uint64_t dm[64], hm[64];
+        q->ncd = q->nch = 0;
+        q->dclass = cg_xmalloc((size_t)q->O[0] * sizeof(int32_t));
+        q->hclass = cg_xmalloc((size_t)nmb * sizeof(int32_t));
+        for (int64_t od = 0; od < q->O[0]; od++) {
+            uint64_t m = p->flat ? ~(uint64_t)0 : axis_mask(p, q, 0, od, od + 1);
+            int c = 0;
+            while (c < q->ncd && dm[c] != m) c++;
+            if (c == q->ncd) {
+                if (q->ncd == 64) { c = 0; m = ~(uint64_t)0; } /* never expected; compute everything */
+                else dm[q->ncd++] = m;
+            }
+            q->dclass[od] = c;
+        }
+        for (int64_t mb = 0; mb < nmb; mb++) {
+            int64_t o1 = (mb + 1) * q->M < q->O[1] ? (mb + 1) * q->M : q->O[1];
+            uint64_t m = p->flat ? ~(uint64_t)0 : axis_mask(p, q, 1, mb * q->M, o1);
+            int c = 0;
+            while (c < q->nch && hm[c] != m) c++;
+            if (c == q->nch) {
+                if (q->nch == 64) { c = 0; m = ~(uint64_t)0; }
+                else hm[q->nch++] = m;
+            }
+            q->hclass[mb] = c;
+        }
+        if (q->ncd == 0) dm[q->ncd++] = ~(uint64_t)0;
+        if (q->nch == 0) hm[q->nch++] = ~(uint64_t)0;
+        q->runs = cg_xcalloc((size_t)(q->ncd * q->nch), sizeof(int32_t *));
+        q->nruns = cg_xcalloc((size_t)(q->ncd * q->nch), sizeof(int));
+        for (int cd = 0; cd < q->ncd; cd++)
+            for (int ch = 0; ch < q->nch; ch++) {
+                int32_t *rn = cg_xmalloc((size_t)(2 * q->K + 2) * sizeof(int32_t));
+                int n = 0;
+                for (int64_t j = 0; j < q->K; j++) {
+                    int keep = (dm[cd] >> q->kbit[2 * j] & 1) && (hm[ch] >> q->kbit[2 * j + 1] & 1);
+                    if (!keep) continue;
+                    if (n > 0 && rn[2 * (n - 1)] + rn[2 * (n - 1) + 1] == j) rn[2 * (n - 1) + 1]++;
+                    else { rn[2 * n] = (int32_t)j; rn[2 * n + 1] = 1; n++; }
+                }
+                q->runs[cd * q->nch + ch] = rn;
+                q->nruns[cd * q->nch + ch] = n;
+            }
     }
 }
 
@@ -203,6 +292,10 @@ static void plan_forward(plan *p, const cg_conv_desc *c) {
     }
     staging_sizes(p);
     corr_alloc(q, (int64_t)c->Ci * k3);
+    for (int d = 0; d < 2; d++) {
+        int T0 = (int)ceil_div(c->k[d], c->stride[d]);
+        q->lb[d] = c->stride[d] * T0 <= 64 ? T0 : 0;
+    }
     int64_t j = 0;
     for (int ci = 0; ci < c->Ci; ci++)
         for (int rd = 0; rd < p->s[0]; rd++)
@@ -215,6 +308,8 @@ static void plan_forward(plan *p, const cg_conv_desc *c) {
                 int kd = td * p->s[0] + rd, kh = th * p->s[1] + rh, kw = tw * p->s[2] + rw;
                 q->off[j] = (int32_t)(ci * p->cstride + ph * p->plane + ((int64_t)td * p->L[1] + th) * p->L[2] + tw);
                 q->widx[j] = ci * k3 + (kd * c->k[1] + kh) * c->k[2] + kw;
+                q->kbit[2 * j] = (uint8_t)(q->lb[0] ? rd * q->lb[0] + td : 0);
+                q->kbit[2 * j + 1] = (uint8_t)(q->lb[1] ? rh * q->lb[1] + th : 0);
                 j++;
             }
         }
@@ -288,6 +383,8 @@ static void plan_bwd_data(plan *p, const cg_conv_desc *c) {
         q->ys[2] = c->stride[2];
         q->yoff = ((int64_t)rd * c->in[1] + rh) * c->in[2] + rw;
         corr_alloc(q, (int64_t)c->Co * T[0][rd] * T[1][rh] * T[2][rw]);
+        q->lb[0] = delta[0][rd] + T[0][rd] <= 64 ? delta[0][rd] + T[0][rd] : 0;
+        q->lb[1] = delta[1][rh] + T[1][rh] <= 64 ? delta[1][rh] + T[1][rh] : 0;
         int64_t j = 0;
         for (int co = 0; co < c->Co; co++)
             for (int td = 0; td < T[0][rd]; td++)
@@ -299,6 +396,8 @@ static void plan_bwd_data(plan *p, const cg_conv_desc *c) {
                 q->off[j] = (int32_t)(co * p->cstride + ((int64_t)(delta[0][rd] + td) * p->L[1] + delta[1][rh] + th) *
                                                             p->L[2] + delta[2][rw] + tw);
                 q->widx[j] = co * c->Ci * k3 + (kd * c->k[1] + kh) * c->k[2] + kw;
+                q->kbit[2 * j] = (uint8_t)(q->lb[0] ? delta[0][rd] + td : 0);
+                q->kbit[2 * j + 1] = (uint8_t)(q->lb[1] ? delta[1][rh] + th : 0);
                 j++;
             }
         CG_ASSERT(j == q->K);
@@ -425,6 +524,8 @@ static void corr_task(void *ctx, int64_t b, int64_t e, int worker) {
                 .nw = (int)(q->O[2] - ow < 8 * V ? q->O[2] - ow : 8 * V),
                 .bias = J->bias ? J->bias + rb * p->R : NULL,
                 .stream = J->stream,
+                .runs = q->runs[q->dclass[od] * q->nch + q->hclass[mb]],
+                .nruns = q->nruns[q->dclass[od] * q->nch + q->hclass[mb]],
             };
             if (p->flat && rb == 0 && ow + 16 * q->V <= q->O[2]) {
                 /* in-place 1x1 input: one short run per channel, too many streams for the
@@ -493,6 +594,7 @@ void cg_avx2_conv_fwd(float *y, const float *x, const float *w, const float *bia
     plan p;
     plan_forward(&p, c);
     choose_tiles(&p);
+    plan_classes(&p);
     pack_weights(&p, w);
     run_corr(&p, y, x, bias, c->N);
     plan_free(&p);
@@ -506,6 +608,7 @@ void cg_avx2_conv_bwd_data(float *dx, const float *dy, const float *w, const cg_
     plan p;
     plan_bwd_data(&p, c);
     choose_tiles(&p);
+    plan_classes(&p);
     pack_weights(&p, w);
     run_corr(&p, dx, dy, NULL, c->N);
     plan_free(&p);

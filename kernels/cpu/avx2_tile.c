@@ -62,8 +62,12 @@ static inline __attribute__((always_inline)) void bcast_body(const cg_bcast_tile
     }
     const float *x = t->x, *wp = t->wp;
     const int32_t *off = t->off;
-    const int64_t xrs = t->xrs, wps = t->wps, K = t->K;
-    for (int64_t j = 0; j < K; j++) {
+    const int64_t xrs = t->xrs, wps = t->wps;
+    const int32_t all[2] = {0, (int32_t)t->K};
+    const int32_t *runs = t->runs ? t->runs : all;
+    const int nruns = t->runs ? t->nruns : 1;
+    for (int ru = 0; ru < nruns; ru++)
+    for (int64_t j = runs[2 * ru], K = j + runs[2 * ru + 1]; j < K; j++) {
         const float *xp = x + off[j], *wj = wp + j * wps;
         if (R <= M * V) {
             __m256 w[MAXR];

@@ -40,6 +40,8 @@ typedef struct {
     float beta;            /* y = acc + beta·y when nonzero (yws == 1 only) */
     int stream;            /* non-temporal stores for whole aligned vectors (beta == 0, yws == 1);
                               the caller issues _mm_sfence() before the results are shared */
+    const int32_t *runs;   /* if set: only the k-steps of nruns runs (first, count) */
+    int nruns;
 } cg_bcast_tile;
 
 typedef struct {
