@@ -32,9 +32,13 @@
  * on the thread count; the threads share the tiles of one block at a time, so a block's
  * input is fetched from memory once. Staged copies live in the scratch cache (avx2_util.h).
  *
+ * CG_AVX2_DEBUG=1 in the environment prints each plan's tile choice to stderr (for tuning).
+ *
  * Limits: staged sizes are indexed with int32 offsets within one sample (asserted).
  */
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
@@ -71,6 +75,7 @@ typedef struct {
      * k-steps it must compute. */
     uint8_t *kbit;      /* (K, 2) */
     int lb[2];          /* bits per phase, per axis; 0: no skipping on that axis */
+    int32_t bitcnt[2][64]; /* k-steps per bit, per axis (for the cost model) */
     int ncd, nch;       /* classes of output planes and of row blocks */
     int32_t *dclass, *hclass; /* (O[0]), (row blocks) */
     int32_t **runs;     /* (ncd·nch): pairs (first k-step, count) */
@@ -95,21 +100,68 @@ typedef struct {
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-static double corr_cost(const corr *c, int Cout, int R, int M, int V) {
-    int64_t nvec = ceil_div(c->O[2], 8);
-    int64_t nr[2] = {Cout / R, Cout % R}, nm[2] = {c->O[1] / M, c->O[1] % M}, nv[2] = {nvec / V, nvec % V};
-    int rr[2] = {R, Cout % R}, mm[2] = {M, c->O[1] % M}, vv[2] = {V, (int)(nvec % V)};
+/* Does staged row j of phase r on `axis` hold input (rather than zero padding)? */
+static int staged_valid(const plan *p, int axis, int r, int64_t j) {
+    int64_t i = j * p->s[axis] + r - p->p[axis];
+    return i >= 0 && i < p->in[axis];
+}
+
+/* The mask of (r, t) bits whose staged rows o + t (for o in [o0, o1)) hold input. */
+static uint64_t axis_mask(const plan *p, const corr *q, int axis, int64_t o0, int64_t o1) {
+    if (!q->lb[axis]) return ~(uint64_t)0;
+    uint64_t m = 0;
+    for (int r = 0; r < p->s[axis]; r++)
+        for (int t = 0; t < q->lb[axis]; t++)
+            for (int64_t o = o0; o < o1; o++)
+                if (staged_valid(p, axis, r, o + t)) {
+                    m |= (uint64_t)1 << (r * q->lb[axis] + t);
+                    break;
+                }
+    return m;
+}
+
+/* The fraction of a correlation's k-steps whose rows on `axis` are in `mask`. */
+static double frac_of(const corr *q, int axis, uint64_t mask) {
+    if (!q->lb[axis] || q->K == 0) return 1.0;
+    int64_t n = 0;
+    for (int b = 0; b < 64; b++)
+        if (mask >> b & 1) n += q->bitcnt[axis][b];
+    return (double)n / (double)q->K;
+}
+
+/* Estimated cycles of a correlation with tiles of R rows × M lines × V vectors, counting
+ * only the k-steps each tile computes (padding rows skipped) and the remainder tiles. */
+static double corr_cost(const plan *p, const corr *q, int R, int M, int V) {
+    int64_t nvec = ceil_div(q->O[2], 8);
+    int64_t nr[2] = {p->Cout / R, p->Cout % R != 0}, nv[2] = {nvec / V, nvec % V != 0}; /* tile counts */
+    int rr[2] = {R, p->Cout % R}, vv[2] = {V, (int)(nvec % V)};
+    double fd = 0;
+    for (int64_t od = 0; od < q->O[0]; od++) fd += p->flat ? 1.0 : frac_of(q, 0, axis_mask(p, q, 0, od, od + 1));
     double t = 0;
-    for (int a = 0; a < 2; a++)
-        for (int b = 0; b < 2; b++)
+    for (int64_t oh = 0; oh < q->O[1]; oh += M) {
+        int m = (int)(q->O[1] - oh < M ? q->O[1] - oh : M);
+        double fh = p->flat ? 1.0 : frac_of(q, 1, axis_mask(p, q, 1, oh, oh + m));
+        for (int a = 0; a < 2; a++)
             for (int d = 0; d < 2; d++)
-                if (nr[a] && nm[b] && nv[d] && rr[a] && mm[b] && vv[d])
-                    t += (double)nr[a] * nm[b] * nv[d] * cg_avx2_bcast_cost(rr[a], mm[b], vv[d], c->K);
-    return t * c->O[0];
+                if (nr[a] && nv[d] && rr[a] && vv[d]) {
+                    double c0 = cg_avx2_bcast_cost(rr[a], m, vv[d], 0);
+                    double c1 = cg_avx2_bcast_cost(rr[a], m, vv[d], 1) - c0;
+                    t += (double)nr[a] * nv[d] * (q->O[0] * c0 + c1 * (double)q->K * fh * fd);
+                }
+    }
+    return t;
 }
 
 /* Choose R for the plan and (M, V) for each correlation. */
 static void choose_tiles(plan *p) {
+    for (int i = 0; i < p->ncorr; i++) {
+        corr *q = &p->c[i];
+        memset(q->bitcnt, 0, sizeof q->bitcnt);
+        for (int64_t j = 0; j < q->K; j++) {
+            q->bitcnt[0][q->kbit[2 * j]]++;
+            q->bitcnt[1][q->kbit[2 * j + 1]]++;
+        }
+    }
     double best_total = INFINITY;
     int bestR = 1, bestM[27] = {0}, bestV[27] = {0};
     for (int R = 1; R <= MAXR; R++) {
@@ -121,7 +173,7 @@ static void choose_tiles(plan *p) {
             for (int M = 1; M <= MAXM; M++)
                 for (int V = 1; V <= MAXV; V++) {
                     if (R * M * V > 12) continue;
-                    double t = corr_cost(&p->c[i], p->Cout, R, M, V);
+                    double t = corr_cost(p, &p->c[i], R, M, V);
                     if (t < best) { best = t; Ms[i] = M; Vs[i] = V; }
                 }
             total += best;
@@ -179,28 +231,12 @@ static void plan_free(plan *p) {
     }
 }
 
-/* Does staged row j of phase r on `axis` hold input (rather than zero padding)? */
-static int staged_valid(const plan *p, int axis, int r, int64_t j) {
-    int64_t i = j * p->s[axis] + r - p->p[axis];
-    return i >= 0 && i < p->in[axis];
-}
-
-/* The mask of (r, t) bits whose staged rows o + t (for o in [o0, o1)) hold input. */
-static uint64_t axis_mask(const plan *p, const corr *q, int axis, int64_t o0, int64_t o1) {
-    if (!q->lb[axis]) return ~(uint64_t)0;
-    uint64_t m = 0;
-    for (int r = 0; r < p->s[axis]; r++)
-        for (int t = 0; t < q->lb[axis]; t++)
-            for (int64_t o = o0; o < o1; o++)
-                if (staged_valid(p, axis, r, o + t)) {
-                    m |= (uint64_t)1 << (r * q->lb[axis] + t);
-                    break;
-                }
-    return m;
-}
-
 /* Class of each output plane and row block (after choose_tiles), and each class's runs. */
 static void plan_classes(plan *p) {
+    if (getenv("CG_AVX2_DEBUG"))
+        for (int i = 0; i < p->ncorr; i++)
+            fprintf(stderr, "corr %d: Cout %d K %lld O %dx%dx%d tile R%d M%d V%d\n", i, p->Cout, (long long)p->c[i].K,
+                    p->c[i].O[0], p->c[i].O[1], p->c[i].O[2], p->R, p->c[i].M, p->c[i].V);
     for (int i = 0; i < p->ncorr; i++) {
         corr *q = &p->c[i];
         const int64_t nmb = ceil_div(q->O[1], q->M);
@@ -694,7 +730,7 @@ void cg_avx2_conv_bwd_weight(float *dw, const float *x, const float *dy, const c
     for (int R = 1; R <= MAXR; R++)
         for (int C = 1; C <= MAXC; C++) {
             if (R * C > 12) continue;
-            int64_t nr[2] = {p.Cout / R, p.Cout % R}, nc[2] = {q->K / C, q->K % C};
+            int64_t nr[2] = {p.Cout / R, p.Cout % R != 0}, nc[2] = {q->K / C, q->K % C != 0};
             int rr[2] = {R, p.Cout % R}, cc[2] = {C, (int)(q->K % C)};
             double t = 0;
             for (int a = 0; a < 2; a++)

@@ -81,7 +81,7 @@ static void gemm_bcast(int ta, int64_t M, int64_t N, int64_t K, float alpha, con
     for (int R = 1; R <= CG_TILE_MAXR; R++)
         for (int V = 1; V <= CG_TILE_MAXV; V++) {
             if (R * V > CG_TILE_MAXACC) continue;
-            int64_t nr[2] = {M / R, M % R}, nv = (N + 8 * V - 1) / (8 * V);
+            int64_t nr[2] = {M / R, M % R != 0}, nv = (N + 8 * V - 1) / (8 * V);
             double t = 0;
             for (int a = 0; a < 2; a++)
                 if (nr[a]) t += (double)nr[a] * nv * cg_avx2_bcast_cost(a ? (int)(M % R) : R, 1, V, K < KC_BCAST ? K : KC_BCAST);
@@ -182,7 +182,7 @@ static void gemm_dot(int64_t M, int64_t N, int64_t K, float alpha, const float *
     for (int R = 1; R <= CG_TILE_MAXR; R++)
         for (int Cc = 1; Cc <= CG_TILE_MAXC; Cc++) {
             if (R * Cc > CG_TILE_MAXACC) continue;
-            int64_t nr[2] = {M / R, M % R}, nc[2] = {N / Cc, N % Cc};
+            int64_t nr[2] = {M / R, M % R != 0}, nc[2] = {N / Cc, N % Cc != 0};
             int rr[2] = {R, (int)(M % R)}, cc[2] = {Cc, (int)(N % Cc)};
             double t = 0;
             for (int a = 0; a < 2; a++)
