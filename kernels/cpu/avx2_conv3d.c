@@ -614,12 +614,18 @@ static void run_corr(const plan *p, float *y, const float *in, const float *bias
     cg_avx2_scratch_put(st);
 }
 
-/* Shapes the planner does not take: empty tensors, and strides beyond its tables. */
+/* Shapes the planner does not take: empty tensors, strides beyond its tables, and samples
+ * too large for its int32 offsets (a staged sample holds at most about
+ * C·Π(extent + 2·pad + kernel + stride) elements). */
 static int unplanned(const cg_conv_desc *c, int max_stride) {
     if (c->N <= 0 || c->Ci <= 0 || c->Co <= 0) return 1;
-    for (int d = 0; d < 3; d++)
+    double vin = c->Ci > c->Co ? c->Ci : c->Co, vout = vin;
+    for (int d = 0; d < 3; d++) {
         if (c->stride[d] > max_stride || c->in[d] <= 0 || c->out[d] <= 0 || c->k[d] <= 0) return 1;
-    return 0;
+        vin *= (double)c->in[d] + 2.0 * c->pad[d] + c->k[d] + c->stride[d];
+        vout *= (double)c->out[d] + 2.0 * c->k[d];
+    }
+    return vin > (double)(INT32_MAX / 2) || vout > (double)(INT32_MAX / 2);
 }
 
 void cg_avx2_conv_fwd(float *y, const float *x, const float *w, const float *bias, const cg_conv_desc *c) {
