@@ -88,6 +88,7 @@ typedef struct {
     int in[3];          /* input extent (of the tensor the staging reads) */
     int s[3], p[3];     /* staging: phase stride and low padding per axis */
     int L[3];           /* staged extent per axis (Dj, Hj, Wj) */
+    int W;              /* staged row pitch (<= Wj) */
     int nph;            /* phase planes per channel: s0·s1·s2 */
     int64_t plane, cstride, sample; /* staged elements: per phase plane, channel, sample */
     int64_t slack;      /* zeroed elements after a staged sample: garbage lanes read there */
@@ -191,7 +192,15 @@ static void choose_tiles(plan *p) {
 
 static void staging_sizes(plan *p) {
     p->nph = p->s[0] * p->s[1] * p->s[2];
-    p->plane = (int64_t)p->L[0] * p->L[1] * p->L[2];
+    /* Row pitch: with stride 1 along w, a row's trailing zero columns can be the next
+     * row's leading ones (every staged row starts with the same padding), which saves the
+     * garbage positions backward-weight would compute there. */
+    p->W = p->L[2];
+    if (!p->flat && p->s[2] == 1) {
+        int hi = p->L[2] - (p->p[2] + p->in[2]);
+        if (hi > 0 && hi <= p->p[2]) p->W = p->L[2] - hi;
+    }
+    p->plane = (int64_t)p->L[0] * p->L[1] * p->W;
     p->cstride = p->nph * p->plane;
     /* Garbage lanes (past a row's end, or past a plane's last row rounded up to a vector)
      * read up to a row and a vector beyond the last staged element. */
@@ -306,7 +315,7 @@ static void plan_forward(plan *p, const cg_conv_desc *c) {
         q->O[0] = q->O[1] = 1;
         q->O[2] = (int)P;
         p->L[0] = p->L[1] = 1;
-        p->L[2] = (int)P;
+        p->L[2] = p->W = (int)P;
         p->s[0] = p->s[1] = p->s[2] = 1;
         p->nph = 1;
         p->plane = p->cstride = P;
@@ -342,7 +351,7 @@ static void plan_forward(plan *p, const cg_conv_desc *c) {
             for (int th = 0; th < T[1][rh]; th++)
             for (int tw = 0; tw < T[2][rw]; tw++) {
                 int kd = td * p->s[0] + rd, kh = th * p->s[1] + rh, kw = tw * p->s[2] + rw;
-                q->off[j] = (int32_t)(ci * p->cstride + ph * p->plane + ((int64_t)td * p->L[1] + th) * p->L[2] + tw);
+                q->off[j] = (int32_t)(ci * p->cstride + ph * p->plane + ((int64_t)td * p->L[1] + th) * p->W + tw);
                 q->widx[j] = ci * k3 + (kd * c->k[1] + kh) * c->k[2] + kw;
                 q->kbit[2 * j] = (uint8_t)(q->lb[0] ? rd * q->lb[0] + td : 0);
                 q->kbit[2 * j + 1] = (uint8_t)(q->lb[1] ? rh * q->lb[1] + th : 0);
@@ -369,7 +378,7 @@ static void plan_bwd_data(plan *p, const cg_conv_desc *c) {
         q->O[2] = (int)P;
         q->ys[2] = 1;
         p->L[0] = p->L[1] = 1;
-        p->L[2] = (int)P;
+        p->L[2] = p->W = (int)P;
         p->s[0] = p->s[1] = p->s[2] = 1;
         p->nph = 1;
         p->plane = p->cstride = P;
@@ -430,7 +439,7 @@ static void plan_bwd_data(plan *p, const cg_conv_desc *c) {
                 int kh = k0[1][rh] + c->stride[1] * (T[1][rh] - 1 - th);
                 int kw = k0[2][rw] + c->stride[2] * (T[2][rw] - 1 - tw);
                 q->off[j] = (int32_t)(co * p->cstride + ((int64_t)(delta[0][rd] + td) * p->L[1] + delta[1][rh] + th) *
-                                                            p->L[2] + delta[2][rw] + tw);
+                                                            p->W + delta[2][rw] + tw);
                 q->widx[j] = co * c->Ci * k3 + (kd * c->k[1] + kh) * c->k[2] + kw;
                 q->kbit[2 * j] = (uint8_t)(q->lb[0] ? delta[0][rd] + td : 0);
                 q->kbit[2 * j + 1] = (uint8_t)(q->lb[1] ? delta[1][rh] + th : 0);
@@ -477,15 +486,15 @@ static void stage_task(void *ctx, int64_t b, int64_t e, int worker) {
         for (int rw = 0; rw < p->s[2]; rw++) {
             float *o = dst + (((int64_t)rd * p->s[1] + rh) * p->s[2] + rw) * p->plane;
             /* the staged w-range [lo, hi) that maps inside the input row */
-            int lo = 0, hi = p->L[2];
+            int lo = 0, hi = p->W;
             while (lo < hi && lo * p->s[2] + rw - p->p[2] < 0) lo++;
             while (hi > lo && (hi - 1) * p->s[2] + rw - p->p[2] >= p->in[2]) hi--;
             for (int jd = 0; jd < p->L[0]; jd++) {
                 int id = jd * p->s[0] + rd - p->p[0];
-                for (int jh = 0; jh < p->L[1]; jh++, o += p->L[2]) {
+                for (int jh = 0; jh < p->L[1]; jh++, o += p->W) {
                     int ih = jh * p->s[1] + rh - p->p[1];
                     if (id < 0 || id >= p->in[0] || ih < 0 || ih >= p->in[1] || lo >= hi) {
-                        memset(o, 0, (size_t)p->L[2] * sizeof(float));
+                        memset(o, 0, (size_t)p->W * sizeof(float));
                         continue;
                     }
                     const float *row = src + id * iplane + (int64_t)ih * p->in[2];
@@ -493,7 +502,7 @@ static void stage_task(void *ctx, int64_t b, int64_t e, int worker) {
                     for (int jw = 0; jw < lo; jw++) o[jw] = 0.0f;
                     if (p->s[2] == 1) memcpy(o + lo, row + lo + shift, (size_t)(hi - lo) * sizeof(float));
                     else for (int jw = lo; jw < hi; jw++) o[jw] = row[(int64_t)jw * p->s[2] + shift];
-                    for (int jw = hi; jw < p->L[2]; jw++) o[jw] = 0.0f;
+                    for (int jw = hi; jw < p->W; jw++) o[jw] = 0.0f;
                 }
             }
         }
@@ -546,12 +555,12 @@ static void corr_task(void *ctx, int64_t b, int64_t e, int worker) {
             int V = (int)(nvec - seg * q->V < q->V ? nvec - seg * q->V : q->V);
             int64_t oh = mb * q->M, ow = seg * 8 * q->V;
             cg_bcast_tile t = {
-                .x = J->in + n * J->in_sample + (od * p->L[1] + oh) * p->L[2] + ow,
+                .x = J->in + n * J->in_sample + (od * p->L[1] + oh) * p->W + ow,
                 .off = q->off,
                 .wp = q->wp + rb * p->R * q->K,
                 .K = q->K,
                 .wps = p->R,
-                .xrs = p->L[2],
+                .xrs = p->W,
                 .y = J->y + (n * p->Cout + rb * p->R) * p->ych + q->yoff + od * q->ys[0] + oh * q->ys[1] +
                      ow * q->ys[2],
                 .ycs = p->ych,
@@ -748,7 +757,7 @@ void cg_avx2_conv_bwd_weight(float *dw, const float *x, const float *dy, const c
         }
     const int64_t N = c->N, in_elems = (int64_t)c->in[0] * c->in[1] * c->in[2];
     const int64_t oplane = (int64_t)q->O[0] * q->O[1] * q->O[2];
-    const int64_t dplane = p.flat ? oplane : ceil_div((int64_t)q->O[1] * p.L[2], 8) * 8;
+    const int64_t dplane = p.flat ? oplane : ceil_div((int64_t)q->O[1] * p.W, 8) * 8;
     int64_t G = p.flat ? N : group_size(&p, N);
     float *st = p.flat ? NULL : cg_avx2_scratch_get((size_t)(G * p.sample) * sizeof(float));
     float *dyp = p.flat ? NULL : cg_avx2_scratch_get((size_t)(G * p.Cout * q->O[0] * dplane) * sizeof(float));
@@ -774,11 +783,11 @@ void cg_avx2_conv_bwd_weight(float *dw, const float *x, const float *dy, const c
             J.vec_per_block = bw_block / 8;
         } else {
             stage(&p, st, x + n0 * p.Cin * in_elems, g);
-            dy_stage_job S = {dy + n0 * p.Cout * oplane, dyp, q->O[1], q->O[2], p.L[2], dplane};
+            dy_stage_job S = {dy + n0 * p.Cout * oplane, dyp, q->O[1], q->O[2], p.W, dplane};
             cg_parallel_for(g * p.Cout * q->O[0], 16, dy_stage_task, &S);
             J.xs = st;
             J.x_sample = p.sample;
-            J.x_plane = (int64_t)p.L[1] * p.L[2];
+            J.x_plane = (int64_t)p.L[1] * p.W;
             J.dys = dyp;
             J.dy_sample = p.Cout * q->O[0] * dplane;
             J.dy_chan = q->O[0] * dplane;
