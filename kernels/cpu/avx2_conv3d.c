@@ -682,6 +682,7 @@ typedef struct {
     int64_t n, pl, v0;   /* the block being summed: sample, first plane, first vector */
     int R, C;            /* tile: output channels × k-steps */
     int64_t ncb;         /* k-step blocks */
+    const int32_t *prange; /* (ncb, 2): the planes whose input rows a k-step block reads are not all padding */
     double *acc;         /* (Co, K) sums */
 } bw_job;
 
@@ -691,15 +692,19 @@ static void bw_task(void *ctx, int64_t b, int64_t e, int worker) {
     const plan *p = J->p;
     const corr *q = &p->c[0];
     const float *xs = J->xs + J->n * J->x_sample, *dys = J->dys + J->n * J->dy_sample;
-    const int64_t np = J->nplanes - J->pl < J->planes_per_block ? J->nplanes - J->pl : J->planes_per_block;
+    const int64_t pend = J->nplanes - J->pl < J->planes_per_block ? J->nplanes : J->pl + J->planes_per_block;
     const int64_t nv = J->nvec - J->v0 < J->vec_per_block ? J->nvec - J->v0 : J->vec_per_block;
     for (int64_t it = b; it < e; it++) {
         int64_t rb = it / J->ncb, cb = it % J->ncb;
         int R = (int)(p->Cout - rb * J->R < J->R ? p->Cout - rb * J->R : J->R);
         int C = (int)(q->K - cb * J->C < J->C ? q->K - cb * J->C : J->C);
+        /* the block's planes, clipped to those where this tile reads input */
+        int64_t pl = J->pl > J->prange[2 * cb] ? J->pl : J->prange[2 * cb];
+        int64_t np = (pend < J->prange[2 * cb + 1] ? pend : J->prange[2 * cb + 1]) - pl;
+        if (np <= 0) continue;
         cg_dot_tile t = {
-            .a = dys + rb * J->R * J->dy_chan + J->pl * J->dy_plane + 8 * J->v0,
-            .b = xs + J->pl * J->x_plane + 8 * J->v0,
+            .a = dys + rb * J->R * J->dy_chan + pl * J->dy_plane + 8 * J->v0,
+            .b = xs + pl * J->x_plane + 8 * J->v0,
             .off = q->off + cb * J->C,
             .acs = J->dy_chan,
             .ars = J->dy_plane,
@@ -762,6 +767,24 @@ void cg_avx2_conv_bwd_weight(float *dw, const float *x, const float *dy, const c
     float *st = p.flat ? NULL : cg_avx2_scratch_get((size_t)(G * p.sample) * sizeof(float));
     float *dyp = p.flat ? NULL : cg_avx2_scratch_get((size_t)(G * p.Cout * q->O[0] * dplane) * sizeof(float));
     double *acc = cg_xcalloc((size_t)(p.Cout * q->K), sizeof(double));
+    /* Per k-step block: the output planes od for which some k-step's input plane
+     * od + t holds input (an interval); other planes only multiply zeros. */
+    const int64_t ncb = ceil_div(q->K, bestC);
+    int32_t *prange = cg_xmalloc((size_t)(2 * ncb) * sizeof(int32_t));
+    for (int64_t cb = 0; cb < ncb; cb++) {
+        int lo = p.flat ? 0 : q->O[0], hi = p.flat ? 1 : 0;
+        for (int64_t j = cb * bestC; !p.flat && j < q->K && j < (cb + 1) * bestC; j++) {
+            if (!q->lb[0]) { lo = 0; hi = q->O[0]; break; }
+            int r = q->kbit[2 * j] / q->lb[0], t = q->kbit[2 * j] % q->lb[0];
+            for (int od = 0; od < q->O[0]; od++)
+                if (staged_valid(&p, 0, r, od + t)) {
+                    if (od < lo) lo = od;
+                    if (od + 1 > hi) hi = od + 1;
+                }
+        }
+        prange[2 * cb] = lo;
+        prange[2 * cb + 1] = hi;
+    }
     for (int64_t n0 = 0; n0 < N; n0 += G) {
         int64_t g = N - n0 < G ? N - n0 : G;
         /* Blocks of positions whose dy and input, all channels, take about BW_BLOCK_BYTES
@@ -769,7 +792,7 @@ void cg_avx2_conv_bwd_weight(float *dw, const float *x, const float *dy, const c
          * planes, or a run of vectors of one line. */
         int64_t bw_block = BW_BLOCK_BYTES / (4 * (p.Cout + (int64_t)p.Cin * p.nph));
         bw_block = bw_block < 512 ? 512 : bw_block > 4096 ? 4096 : bw_block;
-        bw_job J = {.p = &p, .G = g, .R = bestR, .C = bestC, .ncb = ceil_div(q->K, bestC), .acc = acc};
+        bw_job J = {.p = &p, .G = g, .R = bestR, .C = bestC, .ncb = ncb, .prange = prange, .acc = acc};
         if (p.flat) {
             J.xs = x + n0 * p.Cin * p.cstride;
             J.x_sample = p.Cin * p.cstride;
@@ -806,6 +829,7 @@ void cg_avx2_conv_bwd_weight(float *dw, const float *x, const float *dy, const c
     for (int64_t co = 0; co < p.Cout; co++)
         for (int64_t j = 0; j < q->K; j++) dw[co * p.rstride + q->widx[j]] = (float)acc[co * q->K + j];
     free(acc);
+    free(prange);
     cg_avx2_scratch_put(st);
     cg_avx2_scratch_put(dyp);
     plan_free(&p);
