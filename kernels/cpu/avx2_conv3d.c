@@ -89,6 +89,7 @@ typedef struct {
     int s[3], p[3];     /* staging: phase stride and low padding per axis */
     int L[3];           /* staged extent per axis (Dj, Hj, Wj) */
     int W;              /* staged row pitch (<= Wj) */
+    int ow;             /* the widest output row of the plan's correlations */
     int nph;            /* phase planes per channel: s0·s1·s2 */
     int64_t plane, cstride, sample; /* staged elements: per phase plane, channel, sample */
     int64_t slack;      /* zeroed elements after a staged sample: garbage lanes read there */
@@ -199,6 +200,7 @@ static void staging_sizes(plan *p) {
     if (!p->flat && p->s[2] == 1) {
         int hi = p->L[2] - (p->p[2] + p->in[2]);
         if (hi > 0 && hi <= p->p[2]) p->W = p->L[2] - hi;
+        if (p->W < p->ow) p->W = p->ow; /* an output row must fit in a staged row */
     }
     p->plane = (int64_t)p->L[0] * p->L[1] * p->W;
     p->cstride = p->nph * p->plane;
@@ -335,6 +337,7 @@ static void plan_forward(plan *p, const cg_conv_desc *c) {
         p->L[d] = c->out[d] + T0 - 1;
         for (int r = 0; r < c->stride[d]; r++) T[d][r] = c->k[d] > r ? (int)ceil_div(c->k[d] - r, c->stride[d]) : 0;
     }
+    p->ow = c->out[2];
     staging_sizes(p);
     corr_alloc(q, (int64_t)c->Ci * k3);
     for (int d = 0; d < 2; d++) {
@@ -414,6 +417,7 @@ static void plan_bwd_data(plan *p, const cg_conv_desc *c) {
         p->p[d] = plo;
         p->L[d] = L;
     }
+    p->ow = M[2][0];
     staging_sizes(p);
     for (int rd = 0; rd < c->stride[0]; rd++)
     for (int rh = 0; rh < c->stride[1]; rh++)
