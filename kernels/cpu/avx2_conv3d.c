@@ -18,14 +18,17 @@
  * output channel. Kernel-size-1 convolutions with P % 8 == 0 voxels read the input in
  * place: their k-steps are the channels and the correlation is a matrix product.
  *
- * The register tile (the microkernel) of the correlation is R output channels × M output
- * rows × V vectors of 8 positions along w (R·M·V <= 12 accumulators, enough to hide the
- * FMA latency): per k-step it broadcasts R weights, loads M·V input vectors (unaligned,
- * straight from the staged rows) and issues R·M·V FMAs. Rows of the staged input are
- * O + k - 1 wide, so the vectors of a tile read consecutive memory; the lanes past the
- * row's end compute garbage that is never stored. A small cost model (FMA issue, FMA
- * latency, loads) picks R, M and V per shape. Backward-weight's tile is R output channels
- * × C k-steps, vectors along the positions, reduced to scalars at the end of each block.
+ * The register tile (the microkernel, avx2_tile.h) of the correlation is R output channels
+ * × M output rows × V vectors of 8 positions along w (R·M·V <= 12 accumulators, enough to
+ * hide the FMA latency): per k-step it broadcasts R weights, loads M·V input vectors
+ * (unaligned, straight from the staged rows) and issues R·M·V FMAs. A staged row holds
+ * everything an output row reads (its pitch may drop trailing padding that the next row's
+ * leading padding supplies), so the vectors of a tile read consecutive memory; the lanes
+ * past the row's end compute garbage that is never stored. k-steps whose staged rows are
+ * all padding are skipped: tiles fall into a few boundary classes, each with its list of
+ * runs of k-steps. A cost model (measured per-shape throughput, counting skipped k-steps
+ * and remainder tiles) picks R, M and V per layer. Backward-weight's tile is R output
+ * channels × C k-steps, vectors along the positions, reduced at the end of each block.
  *
  * Threads: cg_parallel_for over tiles (disjoint outputs). Backward-weight sums each
  * tile's blocks of positions in a fixed order (sample, block), so results do not depend
@@ -34,7 +37,9 @@
  *
  * CG_AVX2_DEBUG=1 in the environment prints each plan's tile choice to stderr (for tuning).
  *
- * Limits: staged sizes are indexed with int32 offsets within one sample (asserted).
+ * Limits: staged samples are indexed with int32 offsets, so samples of more than about
+ * 2^30 staged elements, strides above 8 (above 3 for backward-data) and empty shapes go to
+ * the reference kernels. Plans are rebuilt on every call (a few percent of a small conv).
  */
 #include <math.h>
 #include <stdio.h>
