@@ -59,6 +59,7 @@
 #define MAXC CG_TILE_MAXC
 #define STREAM_BYTES ((int64_t)48 << 20) /* outputs larger than this bypass the caches */
 #define BW_BLOCK_BYTES ((int64_t)768 << 10) /* dy and input of one backward-weight block, all channels */
+#define BW_GROUP 8 /* backward-weight blocks per pool call */
 #define GROUP_BYTES ((int64_t)32 << 20) /* staged samples processed together, at most */
 
 /* ------------------------------------------------------------ plans ---- */
@@ -688,42 +689,47 @@ typedef struct {
     int64_t dy_sample, dy_chan, dy_plane;
     int64_t G, nplanes, nvec;      /* per sample: planes (lines) of nvec vectors */
     int64_t planes_per_block, vec_per_block;
-    int64_t n, pl, v0;   /* the block being summed: sample, first plane, first vector */
+    int64_t b0, b1;      /* the blocks of this call: (sample, plane block, vector block) */
     int R, C;            /* tile: output channels × k-steps */
     int64_t ncb;         /* k-step blocks */
     const int32_t *prange; /* (ncb, 2): the planes whose input rows a k-step block reads are not all padding */
     double *acc;         /* (Co, K) sums */
 } bw_job;
 
-/* The tiles [b, e) over one block of positions (J->n, J->pl, J->v0). */
+/* The tiles [b, e) over the blocks [J->b0, J->b1) of positions, block after block. */
 static void bw_task(void *ctx, int64_t b, int64_t e, int worker) {
     const bw_job *J = ctx;
     const plan *p = J->p;
     const corr *q = &p->c[0];
-    const float *xs = J->xs + J->n * J->x_sample, *dys = J->dys + J->n * J->dy_sample;
-    const int64_t pend = J->nplanes - J->pl < J->planes_per_block ? J->nplanes : J->pl + J->planes_per_block;
-    const int64_t nv = J->nvec - J->v0 < J->vec_per_block ? J->nvec - J->v0 : J->vec_per_block;
-    for (int64_t it = b; it < e; it++) {
-        int64_t rb = it / J->ncb, cb = it % J->ncb;
-        int R = (int)(p->Cout - rb * J->R < J->R ? p->Cout - rb * J->R : J->R);
-        int C = (int)(q->K - cb * J->C < J->C ? q->K - cb * J->C : J->C);
-        /* the block's planes, clipped to those where this tile reads input */
-        int64_t pl = J->pl > J->prange[2 * cb] ? J->pl : J->prange[2 * cb];
-        int64_t np = (pend < J->prange[2 * cb + 1] ? pend : J->prange[2 * cb + 1]) - pl;
-        if (np <= 0) continue;
-        cg_dot_tile t = {
-            .a = dys + rb * J->R * J->dy_chan + pl * J->dy_plane + 8 * J->v0,
-            .b = xs + pl * J->x_plane + 8 * J->v0,
-            .off = q->off + cb * J->C,
-            .acs = J->dy_chan,
-            .ars = J->dy_plane,
-            .brs = J->x_plane,
-            .nlines = np,
-            .nvec = nv,
-            .outd = J->acc + rb * J->R * q->K + cb * J->C,
-            .ocs = q->K,
-        };
-        cg_avx2_dot_tile(R, C, &t);
+    const int64_t npb = ceil_div(J->nplanes, J->planes_per_block), nvb = ceil_div(J->nvec, J->vec_per_block);
+    for (int64_t blk = J->b0; blk < J->b1; blk++) {
+        const int64_t n = blk / (npb * nvb), pl0 = (blk / nvb) % npb * J->planes_per_block;
+        const int64_t v0 = blk % nvb * J->vec_per_block;
+        const float *xs = J->xs + n * J->x_sample, *dys = J->dys + n * J->dy_sample;
+        const int64_t pend = J->nplanes - pl0 < J->planes_per_block ? J->nplanes : pl0 + J->planes_per_block;
+        const int64_t nv = J->nvec - v0 < J->vec_per_block ? J->nvec - v0 : J->vec_per_block;
+        for (int64_t it = b; it < e; it++) {
+            int64_t rb = it / J->ncb, cb = it % J->ncb;
+            int R = (int)(p->Cout - rb * J->R < J->R ? p->Cout - rb * J->R : J->R);
+            int C = (int)(q->K - cb * J->C < J->C ? q->K - cb * J->C : J->C);
+            /* the block's planes, clipped to those where this tile reads input */
+            int64_t pl = pl0 > J->prange[2 * cb] ? pl0 : J->prange[2 * cb];
+            int64_t np = (pend < J->prange[2 * cb + 1] ? pend : J->prange[2 * cb + 1]) - pl;
+            if (np <= 0) continue;
+            cg_dot_tile t = {
+                .a = dys + rb * J->R * J->dy_chan + pl * J->dy_plane + 8 * v0,
+                .b = xs + pl * J->x_plane + 8 * v0,
+                .off = q->off + cb * J->C,
+                .acs = J->dy_chan,
+                .ars = J->dy_plane,
+                .brs = J->x_plane,
+                .nlines = np,
+                .nvec = nv,
+                .outd = J->acc + rb * J->R * q->K + cb * J->C,
+                .ocs = q->K,
+            };
+            cg_avx2_dot_tile(R, C, &t);
+        }
     }
 }
 
@@ -829,11 +835,14 @@ void cg_avx2_conv_bwd_weight(float *dw, const float *x, const float *dy, const c
             J.planes_per_block = dplane >= bw_block ? 1 : bw_block / dplane;
             J.vec_per_block = J.nvec;
         }
-        /* Blocks in order; the threads share each block's tiles, and so its data in cache. */
-        for (J.n = 0; J.n < g; J.n++)
-            for (J.pl = 0; J.pl < J.nplanes; J.pl += J.planes_per_block)
-                for (J.v0 = 0; J.v0 < J.nvec; J.v0 += J.vec_per_block)
-                    cg_parallel_for(ceil_div(p.Cout, bestR) * J.ncb, 1, bw_task, &J);
+        /* Groups of BW_GROUP blocks, in order; the threads share a group's tiles, each
+         * running down the group's blocks in order (a block stays in L2 while a thread's
+         * tiles read it; the group in L3). One pool call per group, not per block. */
+        const int64_t nblk = g * ceil_div(J.nplanes, J.planes_per_block) * ceil_div(J.nvec, J.vec_per_block);
+        for (J.b0 = 0; J.b0 < nblk; J.b0 = J.b1) {
+            J.b1 = J.b0 + BW_GROUP < nblk ? J.b0 + BW_GROUP : nblk;
+            cg_parallel_for(ceil_div(p.Cout, bestR) * J.ncb, 1, bw_task, &J);
+        }
     }
     for (int64_t co = 0; co < p.Cout; co++)
         for (int64_t j = 0; j < q->K; j++) dw[co * p.rstride + q->widx[j]] = (float)acc[co * q->K + j];
