@@ -510,8 +510,19 @@ static void stage_task(void *ctx, int64_t b, int64_t e, int worker) {
                     const float *row = src + id * iplane + (int64_t)ih * p->in[2];
                     const int64_t shift = rw - p->p[2];
                     for (int jw = 0; jw < lo; jw++) o[jw] = 0.0f;
-                    if (p->s[2] == 1) memcpy(o + lo, row + lo + shift, (size_t)(hi - lo) * sizeof(float));
-                    else for (int jw = lo; jw < hi; jw++) o[jw] = row[(int64_t)jw * p->s[2] + shift];
+                    if (p->s[2] == 1) {
+                        memcpy(o + lo, row + lo + shift, (size_t)(hi - lo) * sizeof(float));
+                    } else if (p->s[2] == 2) { /* every other element: two loads, a shuffle */
+                        int jw = lo;
+                        for (; jw + 8 <= hi && 2 * (int64_t)jw + shift + 15 < p->in[2]; jw += 8) {
+                            const float *q = row + 2 * (int64_t)jw + shift;
+                            __m256 ev = _mm256_shuffle_ps(_mm256_loadu_ps(q), _mm256_loadu_ps(q + 8), _MM_SHUFFLE(2, 0, 2, 0));
+                            _mm256_storeu_ps(o + jw, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(ev), 0xD8)));
+                        }
+                        for (; jw < hi; jw++) o[jw] = row[2 * (int64_t)jw + shift];
+                    } else {
+                        for (int jw = lo; jw < hi; jw++) o[jw] = row[(int64_t)jw * p->s[2] + shift];
+                    }
                     for (int jw = hi; jw < p->W; jw++) o[jw] = 0.0f;
                 }
             }
