@@ -97,7 +97,8 @@ typedef struct {
     int W;              /* staged row pitch (<= Wj) */
     int ow;             /* the widest output row of the plan's correlations */
     int nph;            /* phase planes per channel: s0·s1·s2 */
-    int64_t plane, cstride, sample; /* staged elements: per phase plane, channel, sample */
+    int64_t plane, cstride, sample; /* staged element strides: phase plane, channel, sample */
+    int64_t pvol;       /* elements of a phase plane in use (the rest of `plane` is zeros) */
     int64_t slack;      /* zeroed elements after a staged sample: garbage lanes read there */
     int64_t ych;        /* output elements per output channel */
     int64_t rstride;    /* weight index step between output rows (packing) */
@@ -197,6 +198,12 @@ static void choose_tiles(plan *p) {
     for (int i = 0; i < p->ncorr; i++) { p->c[i].M = bestM[i]; p->c[i].V = bestV[i]; }
 }
 
+/* n floats rounded up to a whole, odd number of 64-byte lines. */
+static int64_t odd_lines(int64_t n) {
+    n = (n + 15) / 16 * 16;
+    return (n / 16) % 2 ? n : n + 16;
+}
+
 static void staging_sizes(plan *p) {
     p->nph = p->s[0] * p->s[1] * p->s[2];
     /* Row pitch: with stride 1 along w, a row's trailing zero columns can be the next
@@ -208,8 +215,12 @@ static void staging_sizes(plan *p) {
         if (hi > 0 && hi <= p->p[2]) p->W = p->L[2] - hi;
         if (p->W < p->ow) p->W = p->ow; /* an output row must fit in a staged row */
     }
-    p->plane = (int64_t)p->L[0] * p->L[1] * p->W;
-    p->cstride = p->nph * p->plane;
+    /* Phase planes and channels start an odd number of cache lines apart: with strides of
+     * a multiple of 4 KB (a 16³ plane is 16 KB) the same row of every plane falls in the
+     * same L1 set, and a tile's rows from 8 phases or 32 channels evict each other. */
+    p->pvol = (int64_t)p->L[0] * p->L[1] * p->W;
+    p->plane = odd_lines(p->pvol);
+    p->cstride = odd_lines(p->nph * p->plane);
     /* Garbage lanes (past a row's end, or past a plane's last row rounded up to a vector)
      * read up to a row and a vector beyond the last staged element. */
     p->slack = p->L[2] + 16;
@@ -326,7 +337,7 @@ static void plan_forward(plan *p, const cg_conv_desc *c) {
         p->L[2] = p->W = (int)P;
         p->s[0] = p->s[1] = p->s[2] = 1;
         p->nph = 1;
-        p->plane = p->cstride = P;
+        p->plane = p->cstride = p->pvol = P;
         corr_alloc(q, c->Ci);
         for (int ci = 0; ci < c->Ci; ci++) {
             q->off[ci] = (int32_t)(ci * P);
@@ -390,7 +401,7 @@ static void plan_bwd_data(plan *p, const cg_conv_desc *c) {
         p->L[2] = p->W = (int)P;
         p->s[0] = p->s[1] = p->s[2] = 1;
         p->nph = 1;
-        p->plane = p->cstride = P;
+        p->plane = p->cstride = p->pvol = P;
         corr_alloc(q, c->Co);
         for (int co = 0; co < c->Co; co++) {
             q->off[co] = (int32_t)(co * P);
@@ -495,6 +506,7 @@ static void stage_task(void *ctx, int64_t b, int64_t e, int worker) {
         for (int rh = 0; rh < p->s[1]; rh++)
         for (int rw = 0; rw < p->s[2]; rw++) {
             float *o = dst + (((int64_t)rd * p->s[1] + rh) * p->s[2] + rw) * p->plane;
+            memset(o + p->pvol, 0, (size_t)(p->plane - p->pvol) * sizeof(float)); /* the skew */
             /* the staged w-range [lo, hi) that maps inside the input row */
             int lo = 0, hi = p->W;
             while (lo < hi && lo * p->s[2] + rw - p->p[2] < 0) lo++;
@@ -527,6 +539,7 @@ static void stage_task(void *ctx, int64_t b, int64_t e, int worker) {
                 }
             }
         }
+        memset(dst + p->nph * p->plane, 0, (size_t)(p->cstride - p->nph * p->plane) * sizeof(float));
         if (ch == p->Cin - 1) memset(dst + p->cstride, 0, (size_t)p->slack * sizeof(float));
     }
 }
