@@ -685,9 +685,125 @@ void cg_avx2_conv_fwd(float *y, const float *x, const float *w, const float *bia
     plan_free(&p);
 }
 
+/* Backward-data into an input with few channels (the 1-channel shower of the first conv,
+ * a transposed conv down to 1 channel): the correlation would have Ci output rows, a tile
+ * shape limited by loads. Instead dcol = Wᵀ·dy, a product with Ci·k³ rows (avx2_gemm.c),
+ * then every dx row gathers its taps' columns of dcol: per w-phase of the row, contiguous
+ * vector adds, in a fixed order (deterministic), then the phases interleaved. */
+typedef struct {
+    const cg_conv_desc *c;
+    float *dx;
+    const float *dcol;  /* (N, Ci·k³, P) */
+    int64_t P;          /* dy voxels per channel */
+    const int32_t *dtab, *htab; /* (ID, kD), (IH, kH): the output plane / row a tap meets, or -1 */
+    const int32_t *wtab; /* (kW, 4): phase r, shift cc, first and end m of each w-tap */
+    float *tmp;         /* per worker: stride_w rows of mlen */
+    int64_t mlen;
+} col2im_job;
+
+static void col2im_task(void *ctx, int64_t b, int64_t e, int worker) {
+    const col2im_job *J = ctx;
+    const cg_conv_desc *c = J->c;
+    const int kD = c->k[0], kH = c->k[1], kW = c->k[2], k3 = kD * kH * kW;
+    const int ID = c->in[0], IH = c->in[1], IW = c->in[2], OH = c->out[1], OW = c->out[2];
+    const int sw = c->stride[2];
+    float *tmp = J->tmp + (int64_t)worker * sw * J->mlen;
+    for (int64_t it = b; it < e; it++) {
+        const int ih = (int)(it % IH), id = (int)(it / IH % ID);
+        const int64_t nci = it / ((int64_t)IH * ID); /* n·Ci + ci */
+        memset(tmp, 0, (size_t)(sw * J->mlen) * sizeof(float));
+        for (int kd = 0; kd < kD; kd++) {
+            const int od = J->dtab[id * kD + kd];
+            if (od < 0) continue;
+            for (int kh = 0; kh < kH; kh++) {
+                const int oh = J->htab[ih * kH + kh];
+                if (oh < 0) continue;
+                const float *row = J->dcol + (nci * k3 + (kd * kH + kh) * kW) * J->P + ((int64_t)od * OH + oh) * OW;
+                for (int kw = 0; kw < kW; kw++, row += J->P) {
+                    /* dx[sw·m + r] takes dcol[.., m + cc] */
+                    const int32_t *wt = J->wtab + 4 * kw;
+                    float *t = tmp + (int64_t)wt[0] * J->mlen;
+                    const float *src = row + wt[1];
+                    int m = wt[2];
+                    for (; m + 8 <= wt[3]; m += 8)
+                        _mm256_storeu_ps(t + m, _mm256_add_ps(_mm256_loadu_ps(t + m), _mm256_loadu_ps(src + m)));
+                    if (m < wt[3]) {
+                        __m256i mk = cg_avx2_mask(wt[3] - m);
+                        _mm256_maskstore_ps(t + m, mk, _mm256_add_ps(_mm256_maskload_ps(t + m, mk), _mm256_maskload_ps(src + m, mk)));
+                    }
+                }
+            }
+        }
+        float *out = J->dx + it * IW;
+        if (sw == 1) {
+            memcpy(out, tmp, (size_t)IW * sizeof(float));
+        } else if (sw == 2) { /* interleave the two phases */
+            const float *t0 = tmp, *t1 = tmp + J->mlen;
+            int m = 0;
+            for (; 2 * m + 16 <= IW; m += 8) {
+                __m256 a = _mm256_loadu_ps(t0 + m), bb = _mm256_loadu_ps(t1 + m);
+                __m256 lo = _mm256_unpacklo_ps(a, bb), hi = _mm256_unpackhi_ps(a, bb);
+                _mm256_storeu_ps(out + 2 * m, _mm256_permute2f128_ps(lo, hi, 0x20));
+                _mm256_storeu_ps(out + 2 * m + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+            }
+            for (int iw = 2 * m; iw < IW; iw++) out[iw] = tmp[(iw & 1) * J->mlen + iw / 2];
+        } else {
+            for (int iw = 0; iw < IW; iw++) out[iw] = tmp[(int64_t)(iw % sw) * J->mlen + iw / sw];
+        }
+    }
+}
+
+/* The output position a tap k of input position i meets along an axis, or -1. */
+static int32_t meets(int i, int k, int s, int pad, int O) {
+    int t = i + pad - k;
+    return t < 0 || t % s || t / s >= O ? -1 : t / s;
+}
+
+/* Whether backward-data takes the product-and-gather path: few input channels, a kernel
+ * with enough taps to fill product tiles, and dcol of reasonable size. */
+static int use_col2im(const cg_conv_desc *c) {
+    const int64_t k3 = (int64_t)c->k[0] * c->k[1] * c->k[2], P = (int64_t)c->out[0] * c->out[1] * c->out[2];
+    return c->Ci < 4 && k3 >= 8 && c->N * c->Ci * k3 * P <= ((int64_t)64 << 20) && c->in[2] <= 4096;
+}
+
+static void bwd_data_col2im(float *dx, const float *dy, const float *w, const cg_conv_desc *c) {
+    const int64_t k3 = (int64_t)c->k[0] * c->k[1] * c->k[2], P = (int64_t)c->out[0] * c->out[1] * c->out[2];
+    const int64_t M = c->Ci * k3;
+    float *dcol = cg_avx2_scratch_get((size_t)(c->N * M * P) * sizeof(float));
+    /* dcol[n] (Ci·k³ × P) = wᵀ (w is Co × Ci·k³) · dy[n] (Co × P) */
+    cg_avx2_gemm(1, 0, M, P, c->Co, 1.0f, w, M, 0, dy, P, c->Co * P, 0.0f, dcol, P, M * P, c->N);
+    col2im_job J = {.c = c, .dx = dx, .dcol = dcol, .P = P, .mlen = (c->in[2] + c->stride[2] - 1) / c->stride[2]};
+    int32_t *dtab = cg_xmalloc((size_t)(c->in[0] * c->k[0] + c->in[1] * c->k[1] + 4 * c->k[2]) * sizeof(int32_t));
+    int32_t *htab = dtab + c->in[0] * c->k[0], *wtab = htab + c->in[1] * c->k[1];
+    for (int i = 0; i < c->in[0]; i++)
+        for (int k = 0; k < c->k[0]; k++) dtab[i * c->k[0] + k] = meets(i, k, c->stride[0], c->pad[0], c->out[0]);
+    for (int i = 0; i < c->in[1]; i++)
+        for (int k = 0; k < c->k[1]; k++) htab[i * c->k[1] + k] = meets(i, k, c->stride[1], c->pad[1], c->out[1]);
+    for (int kw = 0; kw < c->k[2]; kw++) {
+        const int sw = c->stride[2], pw = c->pad[2];
+        int r = ((kw - pw) % sw + sw) % sw, cc = (r + pw - kw) / sw, mr = (c->in[2] - r + sw - 1) / sw;
+        wtab[4 * kw] = r;
+        wtab[4 * kw + 1] = cc;
+        wtab[4 * kw + 2] = cc < 0 ? -cc : 0;
+        wtab[4 * kw + 3] = c->out[2] - cc < mr ? c->out[2] - cc : mr;
+    }
+    J.dtab = dtab;
+    J.htab = htab;
+    J.wtab = wtab;
+    J.tmp = cg_avx2_scratch_get((size_t)(cg_threads_get() * c->stride[2] * J.mlen) * sizeof(float));
+    cg_parallel_for(c->N * c->Ci * c->in[0] * c->in[1], 8, col2im_task, &J);
+    cg_avx2_scratch_put(J.tmp);
+    free(dtab);
+    cg_avx2_scratch_put(dcol);
+}
+
 void cg_avx2_conv_bwd_data(float *dx, const float *dy, const float *w, const cg_conv_desc *c) {
     if (unplanned(c, 3)) {
         cg_ref_conv_bwd_data(dx, dy, w, c);
+        return;
+    }
+    if (use_col2im(c)) {
+        bwd_data_col2im(dx, dy, w, c);
         return;
     }
     plan p;
