@@ -417,6 +417,10 @@ static void case_conv_more(const cg_backend *be) {
     conv_case(be, conv_desc(1, 4, 3, 9, 9, 9, 4, 4, 4, 4, 4, 4, 0, 0, 0));
     /* anisotropic strides and kernels */
     conv_case(be, conv_desc(1, 3, 5, 9, 10, 11, 3, 2, 4, 1, 2, 3, 1, 0, 2));
+    /* few input channels (backward-data as a product and a gather), strides 1 to 3 along w */
+    conv_case(be, conv_desc(2, 2, 5, 9, 10, 11, 3, 3, 3, 3, 3, 3, 1, 1, 1));
+    conv_case(be, conv_desc(1, 1, 6, 8, 9, 13, 2, 3, 4, 1, 2, 2, 0, 1, 2));
+    conv_case(be, conv_desc(2, 3, 4, 6, 7, 8, 3, 3, 3, 1, 1, 1, 2, 2, 2));
 }
 
 /* The layer suite at full extent, batch 1 (slow: the reference is plain loops). */
