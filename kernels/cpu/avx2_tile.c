@@ -62,7 +62,7 @@ static inline __attribute__((always_inline)) void bcast_body(const cg_bcast_tile
     }
     const float *x = t->x, *wp = t->wp;
     const int32_t *off = t->off;
-    const int64_t xrs = t->xrs, wps = t->wps, wrs = t->wrs ? t->wrs : 1;
+    const int64_t xrs = t->xrs, wps = t->wps;
     const int32_t all[2] = {0, (int32_t)t->K};
     const int32_t *runs = t->runs ? t->runs : all;
     const int nruns = t->runs ? t->nruns : 1;
@@ -72,7 +72,7 @@ static inline __attribute__((always_inline)) void bcast_body(const cg_bcast_tile
         if (R <= M * V) {
             __m256 w[MAXR];
             UNROLL
-            for (int r = 0; r < R; r++) w[r] = _mm256_broadcast_ss(wj + r * wrs);
+            for (int r = 0; r < R; r++) w[r] = _mm256_broadcast_ss(wj + r);
             UNROLL
             for (int m = 0; m < M; m++)
                 UNROLL
@@ -89,7 +89,7 @@ static inline __attribute__((always_inline)) void bcast_body(const cg_bcast_tile
                 for (int v = 0; v < V; v++) xv[m][v] = _mm256_loadu_ps(xp + m * xrs + 8 * v);
             UNROLL
             for (int r = 0; r < R; r++) {
-                __m256 w = _mm256_broadcast_ss(wj + r * wrs);
+                __m256 w = _mm256_broadcast_ss(wj + r);
                 UNROLL
                 for (int m = 0; m < M; m++)
                     UNROLL

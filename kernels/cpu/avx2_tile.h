@@ -3,7 +3,7 @@
  * kernel (convolutions, the per-voxel layer, GEMM) is built on.
  *
  * Broadcast tile (R rows × M lines × V vectors of 8 positions, R·M·V <= 12):
- *     y[r][m][p] = bias[r] + Σ_j wp[j·wps + r·wrs] · x[off[j] + m·xrs + p]  (+ beta·y)
+ *     y[r][m][p] = bias[r] + Σ_j wp[j·wps + r] · x[off[j] + m·xrs + p]      (+ beta·y)
  *   per k-step j: R weight broadcasts, M·V unaligned input loads, R·M·V FMAs. Positions p
  *   run along contiguous memory, so a convolution's output row or a matrix row is written
  *   straight from the accumulators (the last vector of a line masked to `nw` positions).
@@ -31,9 +31,8 @@
 typedef struct {
     const float *x;        /* input at the tile's first position */
     const int32_t *off;    /* (K) offset of each k-step's input */
-    const float *wp;       /* weights: k-step j, row r at wp[j·wps + r·wrs] */
+    const float *wp;       /* weights: k-step j, row r at wp[j·wps + r] */
     int64_t K, wps, xrs;   /* xrs: input stride between the tile's lines */
-    int64_t wrs;           /* weight stride between rows; 0 means 1 (packed panels) */
     float *y;              /* output of row 0, line 0, position 0 */
     int64_t ycs, yrs, yws; /* output strides: row, line, position */
     int nw;                /* positions written per line (1 .. 8V) */
