@@ -697,8 +697,9 @@ typedef struct {
     int64_t P;          /* dy voxels per channel */
     const int32_t *dtab, *htab; /* (ID, kD), (IH, kH): the output plane / row a tap meets, or -1 */
     const int32_t *wtab; /* (kW, 4): phase r, shift cc, first and end m of each w-tap */
-    float *tmp;         /* per worker: stride_w rows of mlen */
+    float *tmp;         /* per worker: stride_w rows of mlen (>= the phase length + 8) */
     int64_t mlen;
+    int32_t mr[8];      /* length of each w-phase of a dx row */
 } col2im_job;
 
 static void col2im_task(void *ctx, int64_t b, int64_t e, int worker) {
@@ -725,7 +726,10 @@ static void col2im_task(void *ctx, int64_t b, int64_t e, int worker) {
                     float *t = tmp + (int64_t)wt[0] * J->mlen;
                     const float *src = row + wt[1];
                     int m = wt[2];
-                    for (; m + 8 <= wt[3]; m += 8)
+                    /* whole vectors; past the end only where the extra lanes fall in tmp's
+                     * slack (wt[3] is the phase's length), not on other outputs */
+                    const int mend = wt[3] == (int)J->mr[wt[0]] ? wt[3] + 7 : wt[3];
+                    for (; m + 8 <= mend; m += 8)
                         _mm256_storeu_ps(t + m, _mm256_add_ps(_mm256_loadu_ps(t + m), _mm256_loadu_ps(src + m)));
                     if (m < wt[3]) {
                         __m256i mk = cg_avx2_mask(wt[3] - m);
@@ -769,10 +773,11 @@ static int use_col2im(const cg_conv_desc *c) {
 static void bwd_data_col2im(float *dx, const float *dy, const float *w, const cg_conv_desc *c) {
     const int64_t k3 = (int64_t)c->k[0] * c->k[1] * c->k[2], P = (int64_t)c->out[0] * c->out[1] * c->out[2];
     const int64_t M = c->Ci * k3;
-    float *dcol = cg_avx2_scratch_get((size_t)(c->N * M * P) * sizeof(float));
+    float *dcol = cg_avx2_scratch_get((size_t)(c->N * M * P + 8) * sizeof(float)); /* + over-read */
     /* dcol[n] (Ci·k³ × P) = wᵀ (w is Co × Ci·k³) · dy[n] (Co × P) */
     cg_avx2_gemm(1, 0, M, P, c->Co, 1.0f, w, M, 0, dy, P, c->Co * P, 0.0f, dcol, P, M * P, c->N);
-    col2im_job J = {.c = c, .dx = dx, .dcol = dcol, .P = P, .mlen = (c->in[2] + c->stride[2] - 1) / c->stride[2]};
+    col2im_job J = {.c = c, .dx = dx, .dcol = dcol, .P = P, .mlen = (c->in[2] + c->stride[2] - 1) / c->stride[2] + 8};
+    for (int r = 0; r < c->stride[2] && r < 8; r++) J.mr[r] = (c->in[2] - r + c->stride[2] - 1) / c->stride[2];
     int32_t *dtab = cg_xmalloc((size_t)(c->in[0] * c->k[0] + c->in[1] * c->k[1] + 4 * c->k[2]) * sizeof(int32_t));
     int32_t *htab = dtab + c->in[0] * c->k[0], *wtab = htab + c->in[1] * c->k[1];
     for (int i = 0; i < c->in[0]; i++)

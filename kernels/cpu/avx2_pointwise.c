@@ -112,12 +112,18 @@ static void pw_task(void *ctx, int64_t b0, int64_t e0, int worker) {
         double *st = J->stats + (b * J->nblk + blk) * J->Co * 2;
         for (int co = 0; co < J->Co; co++) {
             const float *yr = J->y + (b * J->Co + co) * J->V + v0;
-            __m256 s = _mm256_setzero_ps();
+            /* the sum in double: with a mean far from zero a float sum would misplace the
+             * mean by a good fraction of a small standard deviation */
+            __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
             for (int v = 0; v < nv; v += 8) {
                 int n = nv - v;
-                s = _mm256_add_ps(s, n >= 8 ? _mm256_loadu_ps(yr + v) : _mm256_maskload_ps(yr + v, cg_avx2_mask(n)));
+                __m256 y = n >= 8 ? _mm256_loadu_ps(yr + v) : _mm256_maskload_ps(yr + v, cg_avx2_mask(n));
+                s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(y)));
+                s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(y, 1)));
             }
-            double sum = cg_avx2_hsum_pd(s);
+            s0 = _mm256_add_pd(s0, s1);
+            __m128d s2 = _mm_add_pd(_mm256_castpd256_pd128(s0), _mm256_extractf128_pd(s0, 1));
+            double sum = _mm_cvtsd_f64(_mm_add_sd(s2, _mm_unpackhi_pd(s2, s2)));
             __m256 mean = _mm256_set1_ps((float)(sum / nv)), q = _mm256_setzero_ps();
             for (int v = 0; v < nv; v += 8) {
                 int n = nv - v;
