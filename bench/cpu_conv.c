@@ -4,8 +4,9 @@
  *
  *   ./build/bench/cpu_conv                  the suite; writes bench/results/cpu_conv.json
  *   ./build/bench/cpu_conv --quick          one small case, nothing written (a smoke run)
- *   options: --threads N  --reps N  --out PATH  --no-pp  --case NAME (only cases whose name
- *            contains NAME; nothing is written unless --out is given)
+ *   options: --threads N  --reps N  --runs N (passes over the suite, default 3: each time is
+ *            the median over the passes)  --out PATH  --no-pp  --case NAME (only cases whose
+ *            name contains NAME; nothing is written unless --out is given)
  *            --onednn-isa avx2|native (default avx2)
  *
  * For every case: forward, backward-data and backward-weight time of calograd's dispatch
@@ -19,7 +20,8 @@
  * deconvolution primitives, and calograd's are conv_bwd_data (forward), conv_fwd
  * (backward-data) and conv_bwd_weight (backward-weight). Timings are medians of `reps`
  * runs after two warm-up runs; the two libraries alternate per pass, with a pause after
- * oneDNN so that its OpenMP threads have stopped spinning before calograd runs.
+ * oneDNN so that its OpenMP threads have stopped spinning before calograd runs; the first
+ * case runs once untimed before the measurements, so that process start-up is not timed.
  *
  * The machine's AVX2 FMA peak is measured in the same run (bench/fma_peak.c); "% peak" is
  * the forward GFLOP/s over it. A conv's FLOPs: 2 · N · Co · Ci · k³ · out³ (the same for
@@ -450,18 +452,19 @@ static void cpu_model(char *out, size_t n) {
 }
 
 int main(int argc, char **argv) {
-    int quick = 0, reps = 0, threads = 0, do_pp = 1;
+    int quick = 0, reps = 0, threads = 0, do_pp = 1, runs = 0;
     const char *out_path = NULL, *only = NULL, *isa = "avx2";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--no-pp")) do_pp = 0;
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--runs") && i + 1 < argc) runs = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--out") && i + 1 < argc) out_path = argv[++i];
         else if (!strcmp(argv[i], "--case") && i + 1 < argc) only = argv[++i];
         else if (!strcmp(argv[i], "--onednn-isa") && i + 1 < argc) isa = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [--quick] [--threads N] [--reps N] [--out PATH] [--no-pp] [--case NAME]\n"
+            fprintf(stderr, "usage: %s [--quick] [--threads N] [--reps N] [--out PATH] [--no-pp] [--case NAME] [--runs N]\n"
                             "       [--onednn-isa avx2|native]\n", argv[0]);
             return 2;
         }
@@ -474,6 +477,8 @@ int main(int argc, char **argv) {
     int nt = cg_threads_get();
     omp_set_num_threads(nt);
     if (reps <= 0) reps = quick ? 3 : 11;
+    if (runs <= 0) runs = quick || only ? 1 : 3;
+    if (runs > 64) runs = 64;
     if (!out_path && !quick && !only) out_path = "bench/results/cpu_conv.json";
     const cg_backend *be = cg_backend_get(CG_CPU);
     if (!strcmp(isa, "avx2")) DNNL(dnnl_set_max_cpu_isa(dnnl_cpu_isa_avx2));
@@ -512,8 +517,27 @@ int main(int argc, char **argv) {
     case_result *res = calloc((size_t)ncases, sizeof *res);
     double logsum = 0;
     static const char *pname[3] = {"fwd", "bwd_d", "bwd_w"};
+    if (ncases > 0) { /* untimed: process start-up (OpenMP's threads, page faults) lands here */
+        case_result warm;
+        run_case(&cases[0], N, 2, be, &warm);
+    }
+    /* `runs` passes over the suite; each time is the median over the runs of the per-run
+     * medians, so a burst of other work on the machine during one run does not decide a case. */
+    case_result *all = calloc((size_t)(runs * ncases), sizeof *all);
+    for (int r = 0; r < runs; r++)
+        for (int i = 0; i < ncases; i++) run_case(&cases[i], N, reps, be, &all[r * ncases + i]);
     for (int i = 0; i < ncases; i++) {
-        run_case(&cases[i], N, reps, be, &res[i]);
+        double v[64];
+        for (int pass = 0; pass < 3; pass++) {
+            for (int r = 0; r < runs; r++) v[r] = all[r * ncases + i].cg[pass];
+            res[i].cg[pass] = median(v, runs);
+            for (int r = 0; r < runs; r++) v[r] = all[r * ncases + i].dn[pass];
+            res[i].dn[pass] = median(v, runs);
+            memcpy(res[i].impl[pass], all[i].impl[pass], sizeof res[i].impl[pass]);
+        }
+    }
+    free(all);
+    for (int i = 0; i < ncases; i++) {
         cg_conv_desc c = desc_of(&cases[i], N);
         double fl = conv_flops(&c);
         double tc = 0, td = 0;
@@ -580,8 +604,8 @@ int main(int argc, char **argv) {
         json_str(f, model);
         fprintf(f, ",\n  \"threads\": %d,\n  \"load_avg_1min_at_start\": %.2f,\n  \"calograd_table\": \"%s\",\n", nt,
                 load[0], be->name);
-        fprintf(f, "  \"onednn_version\": \"%d.%d.%d\",\n  \"onednn_max_isa\": \"%s\",\n  \"batch\": %lld,\n  \"reps\": %d,\n",
-                ver->major, ver->minor, ver->patch, isa, (long long)N, reps);
+        fprintf(f, "  \"onednn_version\": \"%d.%d.%d\",\n  \"onednn_max_isa\": \"%s\",\n  \"batch\": %lld,\n  \"reps\": %d,\n  \"runs\": %d,\n",
+                ver->major, ver->minor, ver->patch, isa, (long long)N, reps, runs);
         double pk = peak_end > peak ? peak_end : peak;
         fprintf(f, "  \"fma_peak_gflops\": %.2f,\n  \"fma_peak_gflops_start_end\": [%.2f, %.2f],\n", pk, peak, peak_end);
         fprintf(f, "  \"load_avg_1min_at_end\": %.2f,\n  \"cases\": [\n", load_end[0]);

@@ -18,7 +18,7 @@ def main():
     r = json.load(open(sys.argv[1]))
     nat = json.load(open(sys.argv[2])) if len(sys.argv) > 2 else None
     natc = {c["name"]: c for c in nat["cases"]} if nat else {}
-    print(f"{r['machine']}, {r['threads']} threads, batch {r['batch']}, median of {r['reps']}; "
+    print(f"{r['machine']}, {r['threads']} threads, batch {r['batch']}, median over {r.get('runs', 1)} runs of medians of {r['reps']}; "
           f"measured AVX2 FMA peak {r['fma_peak_gflops']:.0f} GFLOP/s; oneDNN {r['onednn_version']} "
           f"limited to {r['onednn_max_isa']}; 1-min load {r['load_avg_1min_at_start']:.2f}; {r['date']}.")
     print()
