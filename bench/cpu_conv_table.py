@@ -43,8 +43,8 @@ def main():
                 row += f" {n[p]['onednn_ms']:.2f} |" if n else " |"
             print(row)
     print()
-    print(f"Geometric mean of the total-time ratios: **{r['geomean_ratio']:.2f}**"
-          + (f" (against oneDNN {nat['onednn_max_isa']}: {nat['geomean_ratio']:.2f})" if nat else "") + ".")
+    print(f"Geometric mean of the total-time ratios: **{r['geomean_ratio']:.3f}**"
+          + (f" (against oneDNN {nat['onednn_max_isa']}: {nat['geomean_ratio']:.3f})" if nat else "") + ".")
     pp = r.get("postprocessor_forward")
     if pp:
         print(f"BIB-AE post-processor forward (batch {pp['batch']}): {pp['ms_per_batch']:.1f} ms per batch, "
