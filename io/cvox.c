@@ -546,6 +546,17 @@ bad:
                         c->path, (long long)c->index, c->raw_len);
 }
 
+int64_t cg_cvox_chunk_raw_size(cg_cvox_reader *r, int64_t chunk) {
+    CG_ASSERT(chunk >= 0 && chunk < r->nchunks);
+    uint8_t h[CHUNK_HDR_LEN];
+    chunk_entry got = {0};
+    uint32_t raw_len = 0, comp_len = 0, pcrc = 0;
+    if (read_at(r, h, CHUNK_HDR_LEN, r->chunks[chunk].offset) ||
+        parse_chunk_header(r, h, r->chunks[chunk].offset, &got, &raw_len, &comp_len, &pcrc))
+        return -1;
+    return raw_len;
+}
+
 cg_cvox_chunk *cg_cvox_chunk_load(cg_cvox_reader *r, int64_t chunk) {
     CG_ASSERT(chunk >= 0 && chunk < r->nchunks);
     const chunk_entry *e = &r->chunks[chunk];
