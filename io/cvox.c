@@ -768,6 +768,11 @@ cg_cvox_writer *cg_cvox_create(const char *path, const cg_cvox_info *info, int e
         cg_set_error(CG_ERR_INVALID, "%s: events per chunk %d < 0", path, events_per_chunk);
         return NULL;
     }
+    struct stat sb;
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) { /* never rename over /dev/null, a directory, ... */
+        cg_set_error(CG_ERR_INVALID, "%s: exists and is not a regular file; not replacing it", path);
+        return NULL;
+    }
     cg_cvox_writer *w = cg_xcalloc(1, sizeof *w);
     snprintf(w->path, sizeof w->path, "%s", path);
     snprintf(w->tmp, sizeof w->tmp, "%s.partial.%ld", path, (long)getpid());

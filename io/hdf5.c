@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "io/loader.h"
@@ -789,6 +790,9 @@ cg_status cg_h5_export(const char *in, const char *out, const cg_h5_export_opts 
     int64_t ce = opt.chunk_events > 0 ? opt.chunk_events : (int64_t)(1u << 20) / (4 * nc);
     if (ce < 1) ce = 1;
     if (ce > 1000) ce = 1000;
+    struct stat sb;
+    if (!st && stat(out, &sb) == 0 && !S_ISREG(sb.st_mode))
+        st = cg_set_error(CG_ERR_INVALID, "%s: exists and is not a regular file; not replacing it", out);
     char tmp[600];
     snprintf(tmp, sizeof tmp, "%s.partial.%ld", out, (long)getpid());
     hid_t f = -1, loc = -1, ds_x = -1, ds_e = -1, ds_q[CG_CVOX_MAX_COND];

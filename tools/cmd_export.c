@@ -9,6 +9,7 @@
  * The file appears under its name only when complete; `calograd import` reads it back
  * bit for bit (the .cvox header travels in a "calograd_header" attribute).
  */
+#include <signal.h>
 #include <stdio.h>
 
 #include "calograd.h"
@@ -62,6 +63,7 @@ int cmd_export(int argc, char **argv) {
     o.chunk_events = chunk;
     o.group = group;
     cli_catch_signals();
+    signal(SIGXFSZ, SIG_IGN); /* a file size limit is reported as a write error, like a full disk */
     double t0 = cli_now();
     cg_status st = cg_h5_export(pos[0], out, &o, on_progress, NULL);
     if (st) {

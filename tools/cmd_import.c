@@ -10,6 +10,7 @@
  * input (missing or misshaped datasets, different geometries across files) is reported
  * with the file and dataset, exit code 2, and no output file is left behind.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -67,6 +68,7 @@ int cmd_import(int argc, char **argv) {
     o.energy_unit = unit;
     o.particle = particle;
     cli_catch_signals();
+    signal(SIGXFSZ, SIG_IGN); /* a file size limit is reported as a write error, like a full disk */
     double t0 = cli_now();
     cg_status st = cg_h5_import(pos, npos, out, &o, epc, on_progress, NULL);
     if (st) {
