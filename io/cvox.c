@@ -576,9 +576,10 @@ cg_cvox_chunk *cg_cvox_chunk_load(cg_cvox_reader *r, int64_t chunk) {
     /* the largest raw payload a chunk of n events can have: 8 + 4·ncond + 9 bytes per cell
      * per event (a varint of at most 5 bytes for indices < 2^26, plus 4 value bytes) */
     uint64_t max_raw = (uint64_t)e->n * (8 + 4 * (uint64_t)r->info.ncond + 9 * (uint64_t)r->info.geom.ncells);
-    if (raw_len > max_raw) {
-        cg_set_error(CG_ERR_IO, "%s: chunk %lld at offset %llu: impossible payload size %u for %u events", r->path,
-                     (long long)chunk, (unsigned long long)e->offset, raw_len, e->n);
+    /* DEFLATE expands at most 1032:1: a bigger claim is corruption, not a reason to allocate */
+    if (raw_len > max_raw || (uint64_t)raw_len > 1032 * (uint64_t)comp_len + 64) {
+        cg_set_error(CG_ERR_IO, "%s: chunk %lld at offset %llu: impossible payload size %u for %u events and %u compressed "
+                     "bytes", r->path, (long long)chunk, (unsigned long long)e->offset, raw_len, e->n, comp_len);
         return NULL;
     }
     if (r->comp_cap < comp_len) {
