@@ -12,7 +12,8 @@
  * Axes are given as a bit mask (bit i = axis i; CG_AXIS(i)); negative axis numbers in the
  * int-taking ops count from the end, as in PyTorch.
  *
- * File map: elementwise.c, reduce.c, shape.c, matmul.c, conv3d.c, norm.c, sort.c, loss.c.
+ * File map: elementwise.c, reduce.c, shape.c, matmul.c, conv3d.c, pointwise.c, norm.c, sort.c,
+ * loss.c.
  */
 #ifndef CG_OPS_H
 #define CG_OPS_H
@@ -118,6 +119,18 @@ cg_tensor *cg_conv3d_bwd_weight(cg_tensor *x, cg_tensor *dy, const int64_t *w_sh
  * = k per axis, no padding). */
 cg_tensor *cg_avg_pool3d(cg_tensor *x, int k);
 cg_tensor *cg_upsample_nearest3d(cg_tensor *x, int k);
+
+/* ------------------------------------------------- pointwise.c ---- */
+/* One fused kernel-size-1 layer for inference (no gradient): y = w·a(n(x)) + bias + bias_b,
+ * where n is the layer norm of x over its voxels with statistics x_mean/x_rstd (B, Ci) and
+ * per-voxel gamma/beta (or no norm when x_mean is NULL) and a is leaky_relu(slope) when act.
+ * x (B, Ci, ...voxels), w (Co, Ci[, 1, 1, 1]), bias (Co), bias_b (B, Co); any of x_mean,
+ * x_rstd, gamma, beta, bias, bias_b may be NULL. y has x's shape with Co channels; when
+ * y_stats is given, y_stats[0] and [1] receive y's mean and rstd per (B, Co), with eps.
+ * See core/backend.h (pointwise_layer). */
+cg_tensor *cg_pointwise_layer(cg_tensor *x, cg_tensor *x_mean, cg_tensor *x_rstd, cg_tensor *gamma,
+                              cg_tensor *beta, int act, float slope, cg_tensor *w, cg_tensor *bias,
+                              cg_tensor *bias_b, float eps, cg_tensor **y_stats);
 
 /* ------------------------------------------------------ norm.c ---- */
 /* Layer norm over the last `naxes` axes, with an optional gain and bias shaped like those

@@ -144,11 +144,28 @@ typedef struct cg_backend {
                           int64_t rows, int64_t cols);
 
     /* ---- sorting along rows: vals/idx (rows × cols) get each row of x sorted (ties keep
-     *      their index order, so every backend returns the same permutation);
+     *      their index order, so every backend returns the same permutation; either output
+     *      may be NULL);
      *      gather: out[r][j] = x[r][idx[r][j]]; scatter: out[r][idx[r][j]] = g[r][j] ---- */
     void (*sort_rows)(float *vals, int32_t *idx, const float *x, int64_t rows, int64_t cols, int descending);
     void (*gather_rows)(float *out, const float *x, const int32_t *idx, int64_t rows, int64_t cols);
     void (*scatter_rows)(float *out, const float *g, const int32_t *idx, int64_t rows, int64_t cols);
+
+    /* ---- fused per-voxel (kernel-size-1) layer: the post-processor's building block,
+     *      for inference (no backward). x (B, Ci, V), w (Co, Ci), y (B, Co, V):
+     *        y[b][co][v] = bias[co] + bias_b[b][co] + Σ_ci w[co][ci] · a(n(x[b][ci][v]))
+     *      n = layer norm of the input over v when x_mean != NULL:
+     *            n(x) = (x - x_mean[b][ci]) · x_rstd[b][ci] · gamma[v] + beta[v]
+     *          (gamma, beta may be NULL: 1 and 0); otherwise n(x) = x.
+     *      a = leaky_relu(slope) when act != 0, else the identity.
+     *      bias (Co) and bias_b (B, Co) may be NULL. When y_mean != NULL the kernel also
+     *      writes, per (b, co), the mean of y over v and rstd = 1/sqrt(var + eps) (biased
+     *      variance): the next layer's x_mean/x_rstd. So a stack conv(k1) -> LN -> LReLU ->
+     *      conv(k1) -> ... never materialises the normalised activations. ---- */
+    void (*pointwise_layer)(float *y, float *y_mean, float *y_rstd, const float *x, const float *x_mean,
+                            const float *x_rstd, const float *gamma, const float *beta, int act,
+                            float slope, const float *w, const float *bias, const float *bias_b,
+                            int64_t B, int Ci, int Co, int64_t V, float eps);
 
     /* ---- optimizer updates, PyTorch semantics, in place on p and the state buffers.
      *      gscale: NULL, or a device pointer to one float that multiplies g (clipping). ---- */

@@ -63,14 +63,14 @@ static const char *t_case;
         else { t_passed++; printf("ok   %s\n", #fn); }                                 \
     } while (0)
 
-static int test_summary(void) {
+static inline int test_summary(void) {
     printf("%d passed, %d failed\n", t_passed, t_failed);
     return t_failed ? 1 : 0;
 }
 
 /* A seed that differs per run (fresh inputs every time) unless CG_TEST_SEED is set; printed
  * so that a failure can be replayed. */
-static uint64_t test_seed(void) {
+static inline uint64_t test_seed(void) {
     static uint64_t seed;
     if (!seed) {
         const char *e = getenv("CG_TEST_SEED");
@@ -80,7 +80,7 @@ static uint64_t test_seed(void) {
     return seed;
 }
 
-static cg_rng *test_rng(void) {
+static inline cg_rng *test_rng(void) {
     static cg_rng r;
     static int init;
     if (!init) { r = cg_rng_make(test_seed()); init = 1; }
@@ -88,7 +88,7 @@ static cg_rng *test_rng(void) {
 }
 
 /* An owned random tensor, uniform in [lo, hi), optionally a leaf requiring a gradient. */
-static cg_tensor *t_rand(cg_device dev, int ndim, const int64_t *shape, float lo, float hi, int grad) {
+static inline cg_tensor *t_rand(cg_device dev, int ndim, const int64_t *shape, float lo, float hi, int grad) {
     cg_tensor *t = cg_tensor_rand(dev, ndim, shape, test_rng(), lo, hi);
     if (t && grad) cg_set_requires_grad(t, true);
     return t;
@@ -136,7 +136,7 @@ typedef struct {
 } gc_opts;
 
 /* L = Σ w·f(in), in double on the host; w has f's numel entries. */
-static double gc_eval(gc_fn f, void *ctx, int nin, cg_tensor *const *in, const double *w, int64_t nw) {
+static inline double gc_eval(gc_fn f, void *ctx, int nin, cg_tensor *const *in, const double *w, int64_t nw) {
     cg_tape_pos m = cg_tape_mark();
     bool prev = cg_set_grad_enabled(false);
     cg_tensor *out = f(in, ctx);
@@ -156,7 +156,7 @@ static double gc_eval(gc_fn f, void *ctx, int nin, cg_tensor *const *in, const d
 /* Returns 1 when the analytic gradient of Σ w·f matches central differences for every
  * input with requires_grad, 0 on a mismatch (printed), and -1 when too many samples
  * crossed kinks to say (a degenerate draw: the caller may draw fresh inputs). */
-static int gradcheck_r(const char *what, gc_fn f, void *ctx, int nin, cg_tensor *const *in, gc_opts o) {
+static inline int gradcheck_r(const char *what, gc_fn f, void *ctx, int nin, cg_tensor *const *in, gc_opts o) {
     double rtol = o.rtol > 0 ? o.rtol : 2e-2, atol = o.atol > 0 ? o.atol : 2e-3;
     int maxe = o.max_elems > 0 ? o.max_elems : 64;
     cg_tape_pos m = cg_tape_mark();
@@ -254,14 +254,14 @@ static int gradcheck_r(const char *what, gc_fn f, void *ctx, int nin, cg_tensor 
 }
 
 /* 1 when the gradient matches and enough samples were checked; 0 otherwise. */
-static int gradcheck(const char *what, gc_fn f, void *ctx, int nin, cg_tensor *const *in, gc_opts o) {
+static inline int gradcheck(const char *what, gc_fn f, void *ctx, int nin, cg_tensor *const *in, gc_opts o) {
     return gradcheck_r(what, f, ctx, nin, in, o) == 1;
 }
 
 /* Second order: gradcheck the map in -> ∂(Σ v·f(in))/∂in (concatenated, flattened). */
 typedef struct { gc_fn f; void *ctx; int nin; const float *v; int64_t nv; } gg_ctx;
 
-static cg_tensor *gg_fn(cg_tensor *const *in, void *vctx) {
+static inline cg_tensor *gg_fn(cg_tensor *const *in, void *vctx) {
     gg_ctx *c = vctx;
     bool prev = cg_set_grad_enabled(true);
     cg_tensor *out = c->f(in, c->ctx);
@@ -282,7 +282,7 @@ static cg_tensor *gg_fn(cg_tensor *const *in, void *vctx) {
     return res;
 }
 
-static int gradgradcheck(const char *what, gc_fn f, void *ctx, int nin, cg_tensor *const *in, gc_opts o) {
+static inline int gradgradcheck(const char *what, gc_fn f, void *ctx, int nin, cg_tensor *const *in, gc_opts o) {
     cg_tape_pos m = cg_tape_mark();
     cg_tensor *out = f(in, ctx);
     int64_t nv = out ? cg_numel(out) : 0;

@@ -65,6 +65,7 @@ static const cg_backend REF = {
     .sort_rows = cg_ref_sort_rows,
     .gather_rows = cg_ref_gather_rows,
     .scatter_rows = cg_ref_scatter_rows,
+    .pointwise_layer = cg_ref_pointwise_layer,
     .sgd_step = cg_ref_sgd_step,
     .adam_step = cg_ref_adam_step,
     .rmsprop_step = cg_ref_rmsprop_step,

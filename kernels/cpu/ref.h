@@ -46,6 +46,12 @@ void cg_ref_sort_rows(float *vals, int32_t *idx, const float *x, int64_t rows, i
 void cg_ref_gather_rows(float *out, const float *x, const int32_t *idx, int64_t rows, int64_t cols);
 void cg_ref_scatter_rows(float *out, const float *g, const int32_t *idx, int64_t rows, int64_t cols);
 
+/* pointwise.c */
+void cg_ref_pointwise_layer(float *y, float *y_mean, float *y_rstd, const float *x, const float *x_mean,
+                            const float *x_rstd, const float *gamma, const float *beta, int act, float slope,
+                            const float *w, const float *bias, const float *bias_b, int64_t B, int Ci, int Co,
+                            int64_t V, float eps);
+
 /* optim.c */
 void cg_ref_sgd_step(float *p, float *buf, const float *g, const float *gscale, int64_t n, float lr,
                      float momentum, float dampening, float weight_decay, int nesterov, int first);

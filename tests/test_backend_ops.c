@@ -1,0 +1,499 @@
+/*
+ * tests/test_backend_ops.c — the op-consistency test across backends (after ggml's
+ * test-backend-ops): every kernel of every kernel table present in this process (cpu-avx2,
+ * cuda, ... : cg_backend_list) is run on fresh random inputs and compared with cpu-ref, the
+ * plain C oracle.
+ *
+ * Each case names its shapes, its FLOP count and its tolerance. Outputs are poisoned
+ * (filled with NaN) before a kernel runs, so an element a kernel forgets to write shows.
+ * Comparison: the relative error ‖a-b‖/‖b‖ AND every element within atol + rtol·|b| (a
+ * norm alone hides a few wrong edge elements in a large output). fp32 kernels that sum
+ * in a different order than the double-precision oracle differ by ~1e-7·sqrt(K) relative;
+ * tolerances are set well above that and far below any real bug.
+ * Exits 77 (skip) when only the reference table exists.
+ *
+ * Adding a kernel: add its entry to the table's checks below (non-NULL), and a case.
+ * Adding a backend: nothing to do here; it is found through cg_backend_list.
+ */
+#include "test.h"
+#include "kernels/cpu/ref.h"
+
+/* ------------------------------------------------------------ buffers ---- */
+
+/* Device buffers of one backend, freed together. */
+typedef struct {
+    const cg_backend *be;
+    void *p[64];
+    int n;
+} arena;
+
+static void *a_alloc(arena *a, size_t bytes) {
+    CG_ASSERT(a->n < 64);
+    void *p = a->be->alloc(bytes ? bytes : 4);
+    CG_ASSERT(p);
+    a->p[a->n++] = p;
+    return p;
+}
+
+static float *a_up(arena *a, const float *h, int64_t n) {
+    float *d = a_alloc(a, (size_t)n * sizeof(float));
+    if (n) a->be->upload(d, h, (size_t)n * sizeof(float));
+    return d;
+}
+
+static void *a_up_bytes(arena *a, const void *h, size_t bytes) {
+    void *d = a_alloc(a, bytes);
+    if (bytes) a->be->upload(d, h, bytes);
+    return d;
+}
+
+/* An output buffer poisoned with NaN. */
+static float *a_out(arena *a, int64_t n) {
+    float *d = a_alloc(a, (size_t)n * sizeof(float));
+    if (n) a->be->fill(d, NAN, n);
+    return d;
+}
+
+static void a_down(arena *a, float *h, const float *d, int64_t n) {
+    a->be->sync();
+    if (n) a->be->download(h, d, (size_t)n * sizeof(float));
+}
+
+static void a_free(arena *a) {
+    a->be->sync();
+    for (int i = 0; i < a->n; i++) a->be->free(a->p[i]);
+    a->n = 0;
+}
+
+static float *h_rand(int64_t n, float lo, float hi) {
+    float *h = malloc((size_t)(n ? n : 1) * sizeof(float));
+    cg_philox_fill_uniform(h, n, test_rng()->seed, cg_rng_take(test_rng(), n), lo, hi);
+    return h;
+}
+
+static int irand(int lo, int hi) { return lo + (int)cg_rng_below(test_rng(), (uint64_t)(hi - lo + 1)); }
+
+static const cg_backend *REF;
+static double g_flops_checked;
+
+/* Compare a backend's output with the reference's: both checks of the header. */
+static void compare(const char *kname, const char *bname, const char *shape, const float *got, const float *want,
+                    int64_t n, double rtol, double atol_rel) {
+    double maxabs = 0;
+    for (int64_t i = 0; i < n; i++) maxabs = fmax(maxabs, fabs(want[i]));
+    double rel = t_rel_err(got, want, n);
+    int64_t bad = -1;
+    for (int64_t i = 0; i < n && bad < 0; i++) {
+        double d = fabs((double)got[i] - (double)want[i]);
+        if (!(d <= atol_rel * maxabs + rtol * fabs(want[i]))) bad = i;
+    }
+    CHECK_MSG(bad < 0 && rel <= 10 * rtol, "%s on %s %s: rel err %.3g; element %lld: got %.9g want %.9g", kname,
+              bname, shape, rel, (long long)bad, bad >= 0 ? (double)got[bad] : 0.0,
+              bad >= 0 ? (double)want[bad] : 0.0);
+}
+
+/* Run the body (the last argument: it uses the arena `A` and writes its result to `res`,
+ * n floats) on the reference and on backend `be`, and compare. */
+#define ON_BOTH(be, n, rtol, atol, kname, shape, ...)                          \
+    do {                                                                       \
+        int64_t n_ = (n);                                                      \
+        float *res_ref = malloc((size_t)(n_ > 0 ? n_ : 1) * sizeof(float));     \
+        float *res_be = malloc((size_t)(n_ > 0 ? n_ : 1) * sizeof(float));      \
+        for (int side = 0; side < 2; side++) {                                 \
+            arena A_ = {.be = side ? (be) : REF};                              \
+            arena *A = &A_;                                                    \
+            float *res = side ? res_be : res_ref;                              \
+            __VA_ARGS__;                                                       \
+            a_free(A);                                                         \
+        }                                                                      \
+        compare(kname, (be)->name, shape, res_be, res_ref, n_, (rtol), (atol)); \
+        free(res_ref);                                                         \
+        free(res_be);                                                          \
+    } while (0)
+
+/* --------------------------------------------------------- the cases ---- */
+
+static void check_table_complete(const cg_backend *be) {
+    void *const entries[] = {
+        (void *)be->alloc, (void *)be->free, (void *)be->upload, (void *)be->download, (void *)be->copy,
+        (void *)be->sync, (void *)be->fill, (void *)be->rand_uniform, (void *)be->rand_normal, (void *)be->unary,
+        (void *)be->binary, (void *)be->copy_strided, (void *)be->reduce_sum, (void *)be->gemm,
+        (void *)be->conv_fwd, (void *)be->conv_bwd_data, (void *)be->conv_bwd_weight, (void *)be->layernorm_fwd,
+        (void *)be->layernorm_bwd, (void *)be->sort_rows, (void *)be->gather_rows, (void *)be->scatter_rows,
+        (void *)be->pointwise_layer, (void *)be->sgd_step, (void *)be->adam_step, (void *)be->rmsprop_step,
+    };
+    for (size_t i = 0; i < sizeof entries / sizeof entries[0]; i++)
+        CHECK_MSG(entries[i] != NULL, "backend %s: table entry %zu is NULL", be->name, i);
+}
+
+static void case_random(const cg_backend *be) {
+    /* The Philox stream: uniforms bit-identical, normals to float rounding of log/sin/cos. */
+    int64_t n = 1000 + irand(0, 37);
+    uint64_t seed = test_seed() ^ 0x5eed, ctr = (uint64_t)irand(0, 1000);
+    ON_BOTH(be, n, 0, 0, "rand_uniform", "", {
+        float *o = a_out(A, n);
+        A->be->rand_uniform(o, n, seed, ctr, -2.0f, 3.0f);
+        a_down(A, res, o, n);
+    });
+    ON_BOTH(be, n, 1e-5, 1e-6, "rand_normal", "", {
+        float *o = a_out(A, n);
+        A->be->rand_normal(o, n, seed, ctr, 0.5f, 2.0f);
+        a_down(A, res, o, n);
+    });
+}
+
+static void case_unary(const cg_backend *be) {
+    int64_t n = 4097;
+    for (int op = 0; op < CG_U_NUM; op++) {
+        int positive = op == CG_U_LOG || op == CG_U_SQRT || op == CG_U_RSQRT || op == CG_U_POW || op == CG_U_RECIP;
+        float *x = h_rand(n, positive ? 0.05f : -4.0f, 4.0f);
+        char name[32];
+        snprintf(name, sizeof name, "unary %d", op);
+        ON_BOTH(be, n, 2e-6, 1e-7, name, "", {
+            float *dx = a_up(A, x, n), *o = a_out(A, n);
+            A->be->unary((cg_unary_op)op, o, dx, n, op == CG_U_CLAMP ? -1.0f : 0.3f, 1.5f);
+            a_down(A, res, o, n);
+        });
+        free(x);
+    }
+}
+
+static void case_binary_strided(const cg_backend *be) {
+    for (int trial = 0; trial < 6; trial++) {
+        cg_bcast_desc d = {.ndim = irand(1, 5)};
+        int64_t na = 1, nb = 1;
+        for (int i = d.ndim - 1; i >= 0; i--) {
+            d.shape[i] = irand(1, 7);
+            int ba = irand(0, 3) == 0, bb = irand(0, 3) == 0; /* broadcast some axes */
+            d.sa[i] = ba ? 0 : na;
+            d.sb[i] = bb ? 0 : nb;
+            na *= ba ? 1 : d.shape[i];
+            nb *= bb ? 1 : d.shape[i];
+        }
+        int64_t n = cg_shape_numel(d.ndim, d.shape);
+        float *a = h_rand(na, -2, 2), *b = h_rand(nb, 0.5f, 2);
+        for (int op = 0; op < CG_B_NUM; op++) {
+            ON_BOTH(be, n, 1e-6, 1e-7, "binary", "", {
+                float *da = a_up(A, a, na), *db = a_up(A, b, nb), *o = a_out(A, n);
+                A->be->binary((cg_binary_op)op, o, da, db, &d);
+                a_down(A, res, o, n);
+            });
+        }
+        /* copy_strided: a permuted read of a contiguous source */
+        cg_strided_desc c = {.ndim = d.ndim};
+        int64_t s = 1;
+        for (int i = d.ndim - 1; i >= 0; i--) {
+            c.shape[i] = d.shape[d.ndim - 1 - i];
+            c.sdst[i] = s;
+            s *= c.shape[i];
+        }
+        int64_t s2 = 1;
+        for (int i = 0; i < d.ndim; i++) { c.ssrc[i] = s2; s2 *= c.shape[i]; }
+        float *csrc = h_rand(n, -2, 2);
+        ON_BOTH(be, n, 0, 0, "copy_strided", "", {
+            float *src = a_up(A, csrc, n), *o = a_out(A, n);
+            A->be->copy_strided(o, src, &c);
+            a_down(A, res, o, n);
+        });
+        free(csrc);
+        free(a);
+        free(b);
+    }
+}
+
+static void case_reduce(const cg_backend *be) {
+    for (int trial = 0; trial < 8; trial++) {
+        int nd = irand(1, 5);
+        int64_t shape[5];
+        for (int i = 0; i < nd; i++) shape[i] = irand(1, 9);
+        if (trial == 0) { nd = 2; shape[0] = 3; shape[1] = 50000; } /* long rows */
+        unsigned axes = (unsigned)irand(0, (1 << nd) - 1);
+        int64_t n = cg_shape_numel(nd, shape), no = 1;
+        for (int i = 0; i < nd; i++) no *= ((axes >> i) & 1u) ? 1 : shape[i];
+        float *x = h_rand(n, -1, 1);
+        ON_BOTH(be, no, 1e-5, 1e-6, "reduce_sum", "", {
+            float *dx = a_up(A, x, n), *o = a_out(A, no);
+            A->be->reduce_sum(o, dx, nd, shape, axes);
+            a_down(A, res, o, no);
+        });
+        free(x);
+    }
+}
+
+static void case_gemm(const cg_backend *be) {
+    for (int trial = 0; trial < 10; trial++) {
+        int ta = irand(0, 1), tb = irand(0, 1);
+        int64_t M = irand(1, 70), N = irand(1, 70), K = irand(1, 300), batch = irand(1, 3);
+        if (trial == 0) { M = 128; N = 128; K = 192; }
+        int64_t lda = (ta ? M : K) + irand(0, 3), ldb = (tb ? K : N) + irand(0, 3), ldc = N + irand(0, 3);
+        int64_t sA = (ta ? K : M) * lda, sB = (tb ? N : K) * ldb, sC = M * ldc;
+        if (irand(0, 2) == 0) sB = 0; /* broadcast B across the batch */
+        float alpha = irand(0, 1) ? 1.0f : -0.5f, beta = irand(0, 1) ? 0.0f : 0.7f;
+        int64_t nA = sA * batch, nB = sB ? sB * batch : (tb ? N : K) * ldb, nC = sC * batch;
+        float *a = h_rand(nA, -1, 1), *b = h_rand(nB, -1, 1), *c0 = h_rand(nC, -1, 1);
+        char shape[96];
+        snprintf(shape, sizeof shape, "M%lld N%lld K%lld ta%d tb%d batch%lld", (long long)M, (long long)N,
+                 (long long)K, ta, tb, (long long)batch);
+        ON_BOTH(be, nC, 1e-5, 1e-6, "gemm", shape, {
+            float *da = a_up(A, a, nA), *db = a_up(A, b, nB), *dc = a_up(A, c0, nC);
+            A->be->gemm(ta, tb, M, N, K, alpha, da, lda, sA, db, ldb, sB, beta, dc, ldc, sC, batch);
+            a_down(A, res, dc, nC);
+        });
+        g_flops_checked += 2.0 * M * N * K * batch;
+        free(a);
+        free(b);
+        free(c0);
+    }
+}
+
+/* The conv shapes of the seed models (k4 s2 p1/p2, k3 s1 p1, k2 s2, k1, k5 p2, the
+ * (10,2,2)-style anisotropic critic kernels, k3 s3 p1 deconvs) plus random odd ones. */
+static void conv_case(const cg_backend *be, cg_conv_desc c) {
+    for (int d = 0; d < 3; d++) c.out[d] = (c.in[d] + 2 * c.pad[d] - c.k[d]) / c.stride[d] + 1;
+    int64_t nx = c.N * c.Ci * c.in[0] * c.in[1] * c.in[2];
+    int64_t nw = (int64_t)c.Co * c.Ci * c.k[0] * c.k[1] * c.k[2];
+    int64_t ny = c.N * c.Co * c.out[0] * c.out[1] * c.out[2];
+    float *x = h_rand(nx, -1, 1), *w = h_rand(nw, -1, 1), *bias = h_rand(c.Co, -1, 1), *dy = h_rand(ny, -1, 1);
+    char shape[160];
+    snprintf(shape, sizeof shape, "N%lld Ci%d Co%d in %dx%dx%d k %dx%dx%d s %d,%d,%d p %d,%d,%d", (long long)c.N,
+             c.Ci, c.Co, c.in[0], c.in[1], c.in[2], c.k[0], c.k[1], c.k[2], c.stride[0], c.stride[1], c.stride[2],
+             c.pad[0], c.pad[1], c.pad[2]);
+    int with_bias = irand(0, 1);
+    ON_BOTH(be, ny, 1e-5, 1e-6, "conv_fwd", shape, {
+        float *dx = a_up(A, x, nx), *dw = a_up(A, w, nw), *db = a_up(A, bias, c.Co), *o = a_out(A, ny);
+        A->be->conv_fwd(o, dx, dw, with_bias ? db : NULL, &c);
+        a_down(A, res, o, ny);
+    });
+    ON_BOTH(be, nx, 1e-5, 1e-6, "conv_bwd_data", shape, {
+        float *ddy = a_up(A, dy, ny), *dw = a_up(A, w, nw), *o = a_out(A, nx);
+        A->be->conv_bwd_data(o, ddy, dw, &c);
+        a_down(A, res, o, nx);
+    });
+    ON_BOTH(be, nw, 1e-5, 1e-6, "conv_bwd_weight", shape, {
+        float *dx = a_up(A, x, nx), *ddy = a_up(A, dy, ny), *o = a_out(A, nw);
+        A->be->conv_bwd_weight(o, dx, ddy, &c);
+        a_down(A, res, o, nw);
+    });
+    g_flops_checked += 3 * 2.0 * (double)ny * c.Ci * c.k[0] * c.k[1] * c.k[2];
+    free(x);
+    free(w);
+    free(bias);
+    free(dy);
+}
+
+static cg_conv_desc conv_desc(int64_t N, int Ci, int Co, int D, int H, int W, int k0, int k1, int k2, int s0,
+                              int s1, int s2, int p0, int p1, int p2) {
+    cg_conv_desc c = {.N = N, .Ci = Ci, .Co = Co, .in = {D, H, W}, .k = {k0, k1, k2},
+                      .stride = {s0, s1, s2}, .pad = {p0, p1, p2}};
+    return c;
+}
+
+static void case_conv(const cg_backend *be) {
+    conv_case(be, conv_desc(2, 1, 8, 30, 30, 30, 4, 4, 4, 2, 2, 2, 2, 2, 2));    /* BIB-AE enconv1 */
+    conv_case(be, conv_desc(1, 16, 8, 9, 9, 9, 3, 3, 3, 1, 1, 1, 1, 1, 1));      /* k3 s1 p1, batch 1 */
+    conv_case(be, conv_desc(2, 13, 6, 7, 8, 9, 4, 4, 4, 2, 2, 2, 1, 1, 1));      /* k4 s2 p1, odd */
+    conv_case(be, conv_desc(2, 16, 8, 12, 12, 12, 2, 2, 2, 2, 2, 2, 0, 0, 0));   /* conv0 k2 s2 */
+    conv_case(be, conv_desc(2, 9, 12, 5, 6, 7, 1, 1, 1, 1, 1, 1, 0, 0, 0));      /* k1 (post-processor) */
+    conv_case(be, conv_desc(1, 5, 3, 9, 9, 9, 5, 5, 5, 1, 1, 1, 2, 2, 2));       /* 3DGAN k5 p2 */
+    conv_case(be, conv_desc(2, 1, 4, 30, 12, 12, 10, 2, 2, 1, 2, 2, 0, 1, 1));   /* WGAN critic (10,2,2) */
+    conv_case(be, conv_desc(2, 8, 8, 12, 12, 12, 3, 3, 3, 3, 3, 3, 1, 1, 1));    /* deconv1's conv k3 s3 */
+    for (int t = 0; t < 6; t++) {
+        cg_conv_desc c = {.N = irand(1, 3), .Ci = irand(1, 11), .Co = irand(1, 11)};
+        for (int d = 0; d < 3; d++) {
+            c.k[d] = irand(1, 5);
+            c.stride[d] = irand(1, 3);
+            c.pad[d] = irand(0, c.k[d] - 1);
+            c.in[d] = irand(c.k[d] > 2 * c.pad[d] ? c.k[d] - 2 * c.pad[d] : 1, 11);
+        }
+        conv_case(be, c);
+    }
+}
+
+static void case_layernorm(const cg_backend *be) {
+    for (int trial = 0; trial < 5; trial++) {
+        int64_t rows = irand(1, 40), cols = irand(1, 3000);
+        if (trial == 0) { rows = 16; cols = 27000; } /* (B·C, 30³) */
+        int affine = irand(0, 1);
+        int64_t n = rows * cols;
+        float *x = h_rand(n, -3, 5), *g = h_rand(cols, 0.5f, 1.5f), *b = h_rand(cols, -1, 1), *dy = h_rand(n, -1, 1);
+        float *mean = malloc((size_t)rows * sizeof(float)), *rstd = malloc((size_t)rows * sizeof(float));
+        float *scratch = malloc((size_t)n * sizeof(float));
+        cg_ref_layernorm_fwd(scratch, mean, rstd, x, NULL, NULL, rows, cols, 1e-5f); /* stats for bwd */
+        free(scratch);
+        ON_BOTH(be, n, 2e-5, 1e-6, "layernorm_fwd", "", {
+            float *dx = a_up(A, x, n), *dg = a_up(A, g, cols), *db = a_up(A, b, cols);
+            float *o = a_out(A, n), *m = a_out(A, rows), *r = a_out(A, rows);
+            A->be->layernorm_fwd(o, m, r, dx, affine ? dg : NULL, affine ? db : NULL, rows, cols, 1e-5f);
+            a_down(A, res, o, n);
+        });
+        ON_BOTH(be, n, 1e-4, 1e-6, "layernorm_bwd dx", "", {
+            float *dx = a_up(A, x, n), *dg = a_up(A, g, cols), *ddy = a_up(A, dy, n);
+            float *m = a_up(A, mean, rows), *r = a_up(A, rstd, rows), *o = a_out(A, n);
+            A->be->layernorm_bwd(o, NULL, NULL, ddy, dx, m, r, affine ? dg : NULL, rows, cols);
+            a_down(A, res, o, n);
+        });
+        ON_BOTH(be, 2 * cols, 1e-4, 1e-6, "layernorm_bwd dgamma/dbeta", "", {
+            float *dx = a_up(A, x, n), *dg = a_up(A, g, cols), *ddy = a_up(A, dy, n);
+            float *m = a_up(A, mean, rows), *r = a_up(A, rstd, rows), *o = a_out(A, 2 * cols);
+            A->be->layernorm_bwd(NULL, o, o + cols, ddy, dx, m, r, dg, rows, cols);
+            a_down(A, res, o, 2 * cols);
+        });
+        free(x); free(g); free(b); free(dy); free(mean); free(rstd);
+    }
+}
+
+static void case_sort(const cg_backend *be) {
+    for (int trial = 0; trial < 4; trial++) {
+        int64_t rows = irand(1, 8), cols = trial == 0 ? 27000 : irand(1, 500);
+        int64_t n = rows * cols;
+        float *x = h_rand(n, -1, 1);
+        for (int64_t i = 0; i < n; i += 7) x[i] = 0.25f; /* ties: index order decides */
+        int desc = irand(0, 1);
+        int32_t *idx_ref = malloc((size_t)n * sizeof(int32_t));
+        cg_ref_sort_rows(NULL, idx_ref, x, rows, cols, desc);
+        float *g = h_rand(n, -1, 1);
+        ON_BOTH(be, n, 0, 0, "sort_rows", "", {
+            float *dx = a_up(A, x, n), *v = a_out(A, n);
+            int32_t *ix = a_alloc(A, (size_t)n * sizeof(int32_t));
+            A->be->sort_rows(v, ix, dx, rows, cols, desc);
+            /* the permutation itself must match exactly: gather with it */
+            float *dg = a_up(A, g, n), *o = a_out(A, n);
+            A->be->gather_rows(o, dg, ix, rows, cols);
+            a_down(A, res, o, n);
+        });
+        ON_BOTH(be, n, 0, 0, "scatter_rows", "", {
+            float *dg = a_up(A, g, n), *o = a_out(A, n);
+            int32_t *ix = a_up_bytes(A, idx_ref, (size_t)n * sizeof(int32_t));
+            A->be->scatter_rows(o, dg, ix, rows, cols);
+            a_down(A, res, o, n);
+        });
+        free(x);
+        free(g);
+        free(idx_ref);
+    }
+}
+
+static void case_pointwise(const cg_backend *be) {
+    for (int trial = 0; trial < 5; trial++) {
+        int64_t B = irand(1, 3), V = irand(1, 700);
+        int Ci = irand(1, 40), Co = irand(1, 40);
+        if (trial == 0) { B = 2; V = 27000; Ci = 128; Co = 128; } /* the post-processor's shape */
+        int norm = irand(0, 1) || trial == 0, act = irand(0, 1), stats = irand(0, 1), bb = irand(0, 1);
+        float *x = h_rand(B * Ci * V, -2, 2), *w = h_rand((int64_t)Co * Ci, -0.5f, 0.5f), *bias = h_rand(Co, -1, 1);
+        float *xm = h_rand(B * Ci, -0.5f, 0.5f), *xr = h_rand(B * Ci, 0.5f, 2), *g = h_rand(V, 0.5f, 1.5f);
+        float *bt = h_rand(V, -1, 1), *bpb = h_rand(B * Co, -1, 1);
+        int64_t ny = B * Co * V;
+        ON_BOTH(be, ny + 2 * B * Co, 2e-5, 1e-6, "pointwise_layer", "", {
+            float *dx = a_up(A, x, B * Ci * V), *dw = a_up(A, w, (int64_t)Co * Ci), *db = a_up(A, bias, Co);
+            float *dm = a_up(A, xm, B * Ci), *dr = a_up(A, xr, B * Ci), *dg = a_up(A, g, V), *dbt = a_up(A, bt, V);
+            float *dbb = a_up(A, bpb, B * Co), *o = a_out(A, ny + 2 * B * Co);
+            A->be->pointwise_layer(o, stats ? o + ny : NULL, stats ? o + ny + B * Co : NULL, dx, norm ? dm : NULL,
+                                   norm ? dr : NULL, norm ? dg : NULL, norm ? dbt : NULL, act, 0.01f, dw, db,
+                                   bb ? dbb : NULL, B, Ci, Co, V, 1e-5f);
+            if (!stats) A->be->fill(o + ny, 0.0f, 2 * B * Co);
+            a_down(A, res, o, ny + 2 * B * Co);
+        });
+        g_flops_checked += 2.0 * B * V * Ci * Co;
+        free(x); free(w); free(bias); free(xm); free(xr); free(g); free(bt); free(bpb);
+    }
+}
+
+static void case_optim(const cg_backend *be) {
+    int64_t n = 3001;
+    float *p = h_rand(n, -1, 1), *g = h_rand(n, -1, 1), *m = h_rand(n, -0.1f, 0.1f), *v = h_rand(n, 0, 0.1f);
+    float scale = 0.7f;
+    for (int variant = 0; variant < 2; variant++) {
+        ON_BOTH(be, 2 * n, 2e-6, 1e-7, "sgd_step", "", {
+            float *dp = a_up(A, p, n), *dm = a_up(A, m, n), *dg = a_up(A, g, n), *ds = a_up(A, &scale, 1);
+            A->be->sgd_step(dp, dm, dg, variant ? ds : NULL, n, 0.1f, 0.9f, 0.1f, 1e-2f, variant, variant);
+            a_down(A, res, dp, n);
+            a_down(A, res + n, dm, n);
+        });
+        ON_BOTH(be, 3 * n, 2e-6, 1e-7, "adam_step", "", {
+            float *dp = a_up(A, p, n), *dm = a_up(A, m, n), *dv = a_up(A, v, n), *dg = a_up(A, g, n);
+            float *ds = a_up(A, &scale, 1);
+            A->be->adam_step(dp, dm, dv, dg, variant ? ds : NULL, n, 1e-3f, 0.5f, 0.9f, 1e-8f, 1e-2f, variant, 7);
+            a_down(A, res, dp, n);
+            a_down(A, res + n, dm, n);
+            a_down(A, res + 2 * n, dv, n);
+        });
+        ON_BOTH(be, 3 * n, 2e-6, 1e-7, "rmsprop_step", "", {
+            float *dp = a_up(A, p, n), *dq = a_up(A, v, n), *db = a_up(A, m, n), *dg = a_up(A, g, n);
+            float *ds = a_up(A, &scale, 1);
+            A->be->rmsprop_step(dp, dq, db, dg, variant ? ds : NULL, n, 1e-2f, 0.99f, 1e-8f, 1e-3f,
+                                variant ? 0.9f : 0.0f);
+            a_down(A, res, dp, n);
+            a_down(A, res + n, dq, n);
+            a_down(A, res + 2 * n, db, n);
+        });
+    }
+    free(p); free(g); free(m); free(v);
+}
+
+static const cg_backend *g_be;
+static void test_all_kernels(void) {
+    check_table_complete(g_be);
+    case_random(g_be);
+    case_unary(g_be);
+    case_binary_strided(g_be);
+    case_reduce(g_be);
+    case_gemm(g_be);
+    case_conv(g_be);
+    case_layernorm(g_be);
+    case_sort(g_be);
+    case_pointwise(g_be);
+    case_optim(g_be);
+}
+
+/* The fused layer equals the unfused ops it replaces (conv k1 -> layer norm -> leaky). */
+static void test_pointwise_matches_unfused(void) {
+    cg_device dev = CG_CPU;
+    int64_t B = 2, Ci = 6, Co = 5;
+    cg_tensor *x = t_rand(dev, CG_SHAPE(B, Ci, 3, 4, 5), -2, 2, 0), *w = t_rand(dev, CG_SHAPE(Co, Ci, 1, 1, 1), -1, 1, 0);
+    cg_tensor *g = t_rand(dev, CG_SHAPE(3, 4, 5), 0.5f, 1.5f, 0), *b = t_rand(dev, CG_SHAPE(3, 4, 5), -1, 1, 0);
+    cg_tensor *bias = t_rand(dev, CG_SHAPE(Co), -1, 1, 0);
+    /* unfused: stats of x, then w · leaky(LN(x)) + bias */
+    cg_tensor *ln = cg_leaky_relu(cg_layer_norm(x, 3, g, b, 1e-5f), 0.01f);
+    cg_tensor *want = cg_conv3d(ln, w, bias, cg_conv_opts_make(1, 0, 0));
+    cg_tensor *xm = cg_reshape(cg_mean(x, 0x1C, false), CG_SHAPE(B, Ci));
+    cg_tensor *xr = cg_reshape(cg_rsqrt(cg_add_scalar(cg_var(x, 0x1C, false, 0), 1e-5f)), CG_SHAPE(B, Ci));
+    cg_tensor *stats[2];
+    cg_tensor *got = cg_pointwise_layer(x, xm, xr, g, b, 1, 0.01f, w, bias, NULL, 1e-5f, stats);
+    CHECK(got && cg_same_shape(got, want));
+    float *a = cg_tensor_host_copy(got), *e = cg_tensor_host_copy(want);
+    CHECK_MSG(t_rel_err(a, e, cg_numel(want)) < 1e-5, "rel err %g", t_rel_err(a, e, cg_numel(want)));
+    free(a);
+    free(e);
+    /* its statistics are those of the output */
+    cg_tensor *ym = cg_reshape(cg_mean(want, 0x1C, false), CG_SHAPE(B, Co));
+    float *s1 = cg_tensor_host_copy(stats[0]), *s2 = cg_tensor_host_copy(ym);
+    CHECK(t_rel_err(s1, s2, B * Co) < 1e-5);
+    free(s1);
+    free(s2);
+    /* recording a gradient through it is refused */
+    cg_set_requires_grad(w, true);
+    CHECK(cg_pointwise_layer(x, NULL, NULL, NULL, NULL, 0, 0, w, NULL, NULL, 1e-5f, NULL) == NULL);
+    CHECK(strstr(cg_last_error(), "inference-only") != NULL);
+    cg_tensor_free(x); cg_tensor_free(w); cg_tensor_free(g); cg_tensor_free(b); cg_tensor_free(bias);
+}
+
+int main(void) {
+    REF = cg_backend_cpu_ref();
+    TEST_RUN(test_pointwise_matches_unfused);
+    const cg_backend *list[8];
+    int n = cg_backend_list(list, 8);
+    int others = 0;
+    for (int i = 0; i < n; i++) {
+        if (list[i] == REF) continue;
+        others++;
+        g_be = list[i];
+        printf("backend %s\n", g_be->name);
+        TEST_RUN(test_all_kernels);
+    }
+    if (!others) {
+        printf("only the reference kernels are present: nothing to compare\n");
+        return t_failed ? 1 : 77;
+    }
+    printf("checked %.2f GFLOP of kernel work per backend\n", g_flops_checked / 1e9 / others);
+    return test_summary();
+}
