@@ -733,7 +733,15 @@ struct cg_cvox_writer {
     chunk_entry *chunks;
     int64_t nchunks, chunks_cap;
     cg_status failed;      /* sticky: after a failure, write/finish only report it */
+    char fail_msg[1024];   /* ... with this message */
 };
+
+/* Record a failure: the status is sticky and its message is kept for later calls. */
+static cg_status writer_fail(cg_cvox_writer *w, cg_status st) {
+    w->failed = st;
+    snprintf(w->fail_msg, sizeof w->fail_msg, "%s", cg_last_error());
+    return st;
+}
 
 static cg_status write_all(cg_cvox_writer *w, const void *p, size_t n) {
     size_t done = 0;
@@ -741,9 +749,9 @@ static cg_status write_all(cg_cvox_writer *w, const void *p, size_t n) {
         ssize_t k = write(w->fd, (const uint8_t *)p + done, n - done);
         if (k < 0 && errno == EINTR) continue;
         if (k < 0)
-            return w->failed = cg_set_error(CG_ERR_IO, "%s: write failed at offset %llu: %s%s", w->path,
-                                            (unsigned long long)(w->pos + done), strerror(errno),
-                                            errno == ENOSPC || errno == EFBIG ? " (disk full?)" : "");
+            return writer_fail(w, cg_set_error(CG_ERR_IO, "%s: write failed at offset %llu: %s%s", w->path,
+                                               (unsigned long long)(w->pos + done), strerror(errno),
+                                               errno == ENOSPC || errno == EFBIG ? " (disk full?)" : ""));
         done += (size_t)k;
     }
     w->pos += n;
@@ -826,8 +834,8 @@ static cg_status flush_chunk(cg_cvox_writer *w) {
     bytes_grow(&w->comp, CHUNK_HDR_LEN + comp_len);
     int zr = compress2(w->comp.p + CHUNK_HDR_LEN, &comp_len, w->raw.p, w->raw.n, w->level);
     if (zr != Z_OK || comp_len + CHUNK_HDR_LEN > UINT32_MAX)
-        return w->failed = cg_set_error(CG_ERR_IO, "%s: zlib failed compressing chunk %lld (%s)", w->path,
-                                        (long long)w->nchunks, zError(zr));
+        return writer_fail(w, cg_set_error(CG_ERR_IO, "%s: zlib failed compressing chunk %lld (%s)", w->path,
+                                           (long long)w->nchunks, zError(zr)));
     uint8_t *h = w->comp.p;
     memcpy(h, CHUNK_MAGIC, 4);
     put_u32(h + 4, (uint32_t)w->chunk_n);
@@ -849,7 +857,7 @@ static cg_status flush_chunk(cg_cvox_writer *w) {
 }
 
 cg_status cg_cvox_write(cg_cvox_writer *w, int64_t n, const float *dense, const float *cond) {
-    if (w->failed) return cg_set_error(w->failed, "%s: an earlier write failed", w->path);
+    if (w->failed) return cg_set_error(w->failed, "%s", w->fail_msg); /* an earlier write failed */
     if (n < 0) return cg_set_error(CG_ERR_INVALID, "%s: cannot write %lld events", w->path, (long long)n);
     if (n > 0 && (!dense || (w->info.ncond > 0 && !cond)))
         return cg_set_error(CG_ERR_INVALID, "%s: cg_cvox_write needs the showers%s", w->path,
@@ -925,6 +933,7 @@ static void sync_dir(const char *path) {
 
 cg_status cg_cvox_finish(cg_cvox_writer *w) {
     cg_status st = w->failed;
+    if (st) cg_set_error(st, "%s", w->fail_msg);
     if (!st) st = flush_chunk(w);
     if (!st) {
         uint64_t ioff = w->pos;
