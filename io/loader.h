@@ -26,8 +26,8 @@
  * order drawn from (seed, e): the chunks of the event range are visited in a random order,
  * grouped into windows that fit the memory budget, and the events of a window are shuffled
  * together. When the whole range fits the budget (the usual case: the budget holds
- * compressed-sparse events, ~5 kB for an ILD shower, so 256 MB hold ~50k showers) this is
- * a full shuffle; for larger files it is a windowed shuffle, as streaming loaders do. The
+ * decompressed but still sparse events, ~3.5 kB for an ILD shower, so the default 256 MB hold
+ * ~75k showers) this is a full shuffle; for larger files it is a windowed shuffle, as streaming loaders do. The
  * same seed and options give the same batches whatever the thread count.
  *
  * Memory and threads. One background thread reads, decompresses and densifies batches
