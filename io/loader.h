@@ -27,8 +27,9 @@
  * grouped into windows that fit the memory budget, and the events of a window are shuffled
  * together. When the whole range fits the budget (the usual case: the budget holds
  * decompressed but still sparse events, ~3.5 kB for an ILD shower, so the default 256 MB hold
- * ~75k showers) this is a full shuffle; for larger files it is a windowed shuffle, as streaming loaders do. The
- * same seed and options give the same batches whatever the thread count.
+ * ~75k showers) this is a full shuffle; for larger files it is a windowed shuffle, as
+ * streaming loaders do. The same seed and options give the same batches whatever the
+ * thread count.
  *
  * Memory and threads. One background thread reads, decompresses and densifies batches
  * ahead of use (opts.prefetch of them); memory is bounded by the window budget plus
