@@ -29,8 +29,19 @@
  *   kl     = -½ Σ (1 + logvar - mu² - e^logvar) / B
  *   loss   = hits + energy + esum_weight·esum + β(step)·kl,  β(step) = beta·min(1, step/kl_warmup)
  * KL annealing (β rising from 0: the warm-up of ../shared/seeds/003*) avoids the posterior
- * collapse of an early, strong KL term. Generation decodes z ~ N(0, 1), samples hits and
- * energies, and applies the seeds' half-MIP cut (cells below gen_threshold set to 0).
+ * collapse of an early, strong KL term.
+ *
+ * Sampling the latent. A VAE's aggregate posterior rarely fills N(0, 1): with this
+ * reconstruction scale some latent dimensions settle at means of ±2 with small spreads, and
+ * a decoder fed prior samples then works where it never trained. So, as the BIB-AE does with
+ * its KDE and flow samplers (../shared/seeds/000*), generation samples from a density fitted
+ * to the encoded training data: a Gaussian over (z, cond'), tracked during training as
+ * exponential moving averages of its first and second moments (buffers, so checkpoints carry
+ * them). For given conditions z is drawn from the conditional Gaussian
+ *   z | c ~ N(μ_z + Σ_zc Σ_cc⁻¹ (c - μ_c),  Σ_zz - Σ_zc Σ_cc⁻¹ Σ_cz),
+ * which also keeps whatever correlation between the latent and the energy the encoder learned.
+ * `latent_sampler = prior` uses N(0, 1) instead. Then hits and energies are sampled and the
+ * seeds' half-MIP cut is applied (cells below gen_threshold set to 0).
  */
 #include <math.h>
 #include <stdio.h>
@@ -48,16 +59,19 @@ static const cg_cfg_spec VAE_OPTIONS[] = {
     {"esum_weight", CG_CFG_FLOAT, "1000.0", "weight of the relative total-energy term"},
     {"x_scale", CG_CFG_FLOAT, "0", "s in x' = log(1 + x/s), in the data's units; 0 = half a MIP (or fitted)"},
     {"gen_threshold", CG_CFG_FLOAT, "-1", "cells below this are zeroed in generated showers; -1 = half a MIP"},
+    {"latent_sampler", CG_CFG_STR, "fitted", "fitted (a Gaussian fitted to the encoded data, given the conditions) or prior"},
+    {"latent_decay", CG_CFG_FLOAT, "0.995", "per-step decay of the moving averages the fitted sampler uses"},
     {NULL, 0, NULL, NULL},
 };
 
 struct cg_model {
-    cg_module *root, *enc[3], *enc_fc, *fc_mu, *fc_lv, *dec_fc1, *dec_fc2, *dec[3], *norm;
+    cg_module *root, *enc[3], *enc_fc, *fc_mu, *fc_lv, *dec_fc1, *dec_fc2, *dec[3], *norm, *lat;
     cg_optim *opt;
     int latent, ncond, energy_col;
     int64_t grid[3], low[3]; /* D, H, W and the lowest resolution d3, h3, w3 */
     int c3;
-    float beta, esum_weight, gen_threshold;
+    float beta, esum_weight, gen_threshold, latent_decay;
+    bool fitted_sampler;
     bool fit_scale; /* x_scale comes from the data (no MIP known, none configured) */
     int64_t kl_warmup;
 };
@@ -86,6 +100,19 @@ static cg_model *vae_create(const cg_config *cfg, const cg_cvox_info *info, cg_d
     m->kl_warmup = cg_config_int(cfg, "kl_warmup");
     m->esum_weight = (float)cg_config_float(cfg, "esum_weight");
     m->gen_threshold = (float)cg_config_float(cfg, "gen_threshold");
+    m->latent_decay = (float)cg_config_float(cfg, "latent_decay");
+    const char *sampler = cg_config_str(cfg, "latent_sampler");
+    m->fitted_sampler = strcmp(sampler, "prior") != 0;
+    if (m->fitted_sampler && strcmp(sampler, "fitted") != 0) {
+        cg_set_error(CG_ERR_INVALID, "vae: latent_sampler must be fitted or prior (got '%s')", sampler);
+        free(m);
+        return NULL;
+    }
+    if (!(m->latent_decay > 0 && m->latent_decay < 1)) {
+        cg_set_error(CG_ERR_INVALID, "vae: latent_decay must be in (0, 1)");
+        free(m);
+        return NULL;
+    }
     if (m->gen_threshold < 0) m->gen_threshold = g->mip_mev > 0 ? 0.5f * g->mip_mev / g->to_mev : 0.0f;
     m->ncond = info->ncond;
     m->energy_col = cg_cvox_cond_index(info, "energy");
@@ -101,6 +128,7 @@ static cg_model *vae_create(const cg_config *cfg, const cg_cvox_info *info, cg_d
     m->root = cg_module_new(NULL, "");
     cg_module *enc = cg_module_new(m->root, "encoder"), *dec = cg_module_new(m->root, "decoder");
     m->norm = cg_module_new(m->root, "norm");
+    m->lat = cg_module_new(m->root, "latent_fit");
     int ch[4] = {1, c, 2 * c, 4 * c};
     m->c3 = ch[3];
     int64_t size[4][3];
@@ -139,6 +167,10 @@ static cg_model *vae_create(const cg_config *cfg, const cg_cvox_info *info, cg_d
          cg_module_add(m->norm, "cond_std", cg_tensor_full(dev, 1, &nc, 1.0f), true) == CG_OK &&
          cg_module_add(m->norm, "x_scale", cg_tensor_full(dev, CG_SHAPE(1), m->fit_scale ? 1.0f : scale), true) ==
              CG_OK;
+    int64_t J = m->latent + m->ncond; /* the joint (z, cond') */
+    ok = ok && cg_module_add(m->lat, "mean", cg_tensor_zeros(dev, 1, &J), true) == CG_OK &&
+         cg_module_add(m->lat, "moment2", cg_tensor_zeros(dev, CG_SHAPE(J, J)), true) == CG_OK &&
+         cg_module_add(m->lat, "weight", cg_tensor_zeros(dev, CG_SHAPE(1)), true) == CG_OK;
     if (ok) {
         cg_named_list params = {0};
         cg_module_collect(m->root, &params, false);
@@ -255,6 +287,123 @@ static void heads(cg_tensor *out, cg_tensor **logit, cg_tensor **mean, cg_tensor
     *log_sigma = cg_clamp(cg_slice(out, 1, 2, 3), -4.0f, 1.0f);
 }
 
+/* Moving averages of the first and second moments of (z, cond') over training batches,
+ * with the bias correction of Adam (weight = 1 - decay^steps). */
+static cg_status track_latent(cg_model *m, cg_tensor *z, cg_tensor *c) {
+    bool prev = cg_set_grad_enabled(false);
+    cg_tape_pos mark = cg_tape_mark();
+    cg_tensor *j = c ? cg_concat(2, (cg_tensor *[]){cg_detach(z), c}, 1) : cg_detach(z);
+    float d = m->latent_decay, inv_b = 1.0f / (float)j->shape[0];
+    cg_tensor *mean = cg_module_param(m->lat, "mean"), *m2 = cg_module_param(m->lat, "moment2");
+    cg_tensor *w = cg_module_param(m->lat, "weight");
+    cg_tensor *bm = cg_mean(j, CG_AXIS(0), false);
+    cg_tensor *bm2 = cg_scale(cg_matmul(cg_transpose(j, 0, 1), j), inv_b);
+    cg_tensor *nm = cg_add(cg_scale(mean, d), cg_scale(bm, 1 - d));
+    cg_tensor *nm2 = cg_add(cg_scale(m2, d), cg_scale(bm2, 1 - d));
+    cg_tensor *nw = cg_add_scalar(cg_scale(w, d), 1 - d);
+    cg_status st = nm && nm2 && nw ? CG_OK : cg_last_status();
+    if (st == CG_OK) {
+        const cg_backend *be = cg_backend_of(mean);
+        be->copy(cg_data(mean), cg_data(nm), (size_t)cg_numel(mean) * sizeof(float));
+        be->copy(cg_data(m2), cg_data(nm2), (size_t)cg_numel(m2) * sizeof(float));
+        be->copy(cg_data(w), cg_data(nw), sizeof(float));
+    }
+    cg_tape_rewind(mark);
+    cg_set_grad_enabled(prev);
+    return st;
+}
+
+/* Cholesky of a symmetric positive definite n×n matrix (in place, lower triangle), with a
+ * growing jitter on the diagonal if it is not quite positive definite. */
+static void cholesky(double *a, int n) {
+    for (double jitter = 0;; jitter = jitter ? jitter * 10 : 1e-6) {
+        double *l = cg_xmalloc((size_t)n * n * sizeof(double));
+        bool ok = true;
+        for (int i = 0; i < n && ok; i++)
+            for (int k = 0; k <= i && ok; k++) {
+                double sum = a[i * n + k] + (i == k ? jitter : 0);
+                for (int p = 0; p < k; p++) sum -= l[i * n + p] * l[k * n + p];
+                if (i == k) {
+                    ok = sum > 0;
+                    l[i * n + i] = ok ? sqrt(sum) : 0;
+                } else {
+                    l[i * n + k] = sum / l[k * n + k];
+                }
+            }
+        if (ok || jitter > 1e3) {
+            for (int i = 0; i < n; i++)
+                for (int k = 0; k < n; k++) a[i * n + k] = k <= i ? l[i * n + k] : 0;
+            free(l);
+            return;
+        }
+        free(l);
+    }
+}
+
+/* z for conditions c' (B, nc) from the fitted Gaussian: returns a (B, latent) tensor. */
+static cg_tensor *sample_latent(cg_model *m, cg_tensor *c, int64_t B, cg_rng *rng, cg_device dev) {
+    int L = m->latent, nc = c ? m->ncond : 0, J = L + nc;
+    float *hm = cg_tensor_host_copy(cg_module_param(m->lat, "mean"));
+    float *hm2 = cg_tensor_host_copy(cg_module_param(m->lat, "moment2"));
+    float w = cg_item(cg_module_param(m->lat, "weight"));
+    if (!hm || !hm2) {
+        free(hm);
+        free(hm2);
+        return NULL;
+    }
+    if (w <= 0) w = 1; /* never trained: mean 0, moment 0 -> falls back to jitter (an error-free N(0, tiny)) */
+    double *mu = cg_xmalloc((size_t)J * sizeof(double)), *cov = cg_xmalloc((size_t)J * J * sizeof(double));
+    for (int i = 0; i < J; i++) mu[i] = hm[i] / w;
+    for (int i = 0; i < J; i++)
+        for (int k = 0; k < J; k++) cov[i * J + k] = hm2[i * J + k] / w - mu[i] * mu[k];
+    /* conditional Gaussian: K = Σ_zc Σ_cc⁻¹ (via the Cholesky of Σ_cc), S = Σ_zz - K Σ_cz */
+    double *K = cg_xcalloc((size_t)(L * (nc ? nc : 1)), sizeof(double)), *S = cg_xmalloc((size_t)L * L * sizeof(double));
+    if (nc) {
+        double *cc = cg_xmalloc((size_t)nc * nc * sizeof(double));
+        for (int i = 0; i < nc; i++)
+            for (int k = 0; k < nc; k++) cc[i * nc + k] = cov[(L + i) * J + L + k];
+        cholesky(cc, nc);
+        for (int r = 0; r < L; r++) { /* solve Σ_cc kᵀ = Σ_cz[:, r] by forward/back substitution */
+            double *y = cg_xmalloc((size_t)nc * sizeof(double));
+            for (int i = 0; i < nc; i++) {
+                double v = cov[(L + i) * J + r];
+                for (int p = 0; p < i; p++) v -= cc[i * nc + p] * y[p];
+                y[i] = v / cc[i * nc + i];
+            }
+            for (int i = nc - 1; i >= 0; i--) {
+                double v = y[i];
+                for (int p = i + 1; p < nc; p++) v -= cc[p * nc + i] * K[r * nc + p];
+                K[r * nc + i] = v / cc[i * nc + i];
+            }
+            free(y);
+        }
+        free(cc);
+    }
+    for (int i = 0; i < L; i++)
+        for (int k = 0; k < L; k++) {
+            double v = cov[i * J + k];
+            for (int p = 0; p < nc; p++) v -= K[i * nc + p] * cov[(L + p) * J + k];
+            S[i * L + k] = v;
+        }
+    cholesky(S, L);
+    float *fK = cg_xmalloc((size_t)(L * (nc ? nc : 1)) * sizeof(float)), *fS = cg_xmalloc((size_t)L * L * sizeof(float));
+    float *fmz = cg_xmalloc((size_t)L * sizeof(float)), *fmc = cg_xmalloc((size_t)(nc ? nc : 1) * sizeof(float));
+    for (int i = 0; i < L * nc; i++) fK[i] = (float)K[i];
+    for (int i = 0; i < L * L; i++) fS[i] = (float)S[i];
+    for (int i = 0; i < L; i++) fmz[i] = (float)mu[i];
+    for (int i = 0; i < nc; i++) fmc[i] = (float)mu[L + i];
+    /* z = μ_z + (c - μ_c) Kᵀ + ε Sᵀ */
+    cg_tensor *eps = cg_op_adopt(cg_tensor_randn(dev, CG_SHAPE(B, L), rng, 0.0f, 1.0f));
+    cg_tensor *z = cg_add(cg_op_adopt(cg_tensor_from_host(dev, CG_SHAPE(L), fmz)),
+                          cg_matmul(eps, cg_transpose(cg_op_adopt(cg_tensor_from_host(dev, CG_SHAPE(L, L), fS)), 0, 1)));
+    if (nc) {
+        cg_tensor *dc = cg_sub(c, cg_op_adopt(cg_tensor_from_host(dev, CG_SHAPE(nc), fmc)));
+        z = cg_add(z, cg_matmul(dc, cg_transpose(cg_op_adopt(cg_tensor_from_host(dev, CG_SHAPE(L, nc), fK)), 0, 1)));
+    }
+    free(hm); free(hm2); free(mu); free(cov); free(K); free(S); free(fK); free(fS); free(fmz); free(fmc);
+    return z;
+}
+
 static cg_status vae_train_step(cg_model *m, cg_tensor *x, cg_tensor *cond, int64_t step, cg_rng *rng,
                                 cg_losses *out) {
     int64_t B = x->shape[0];
@@ -291,15 +440,18 @@ static cg_status vae_train_step(cg_model *m, cg_tensor *x, cg_tensor *cond, int6
     cg_status st = cg_backward(loss);
     if (st == CG_OK) st = cg_optim_step(m->opt);
     cg_optim_zero_grad(m->opt);
+    if (st == CG_OK) st = track_latent(m, z, c);
     return st;
 }
 
 static cg_tensor *vae_generate(cg_model *m, cg_tensor *cond, cg_rng *rng) {
     int64_t B = cond->shape[0];
     bool prev = cg_set_grad_enabled(false);
-    cg_tensor *z = cg_op_adopt(cg_tensor_randn(cond->device, CG_SHAPE(B, m->latent), rng, 0.0f, 1.0f));
+    cg_tensor *c = transform_cond(m, cond);
+    cg_tensor *z = m->fitted_sampler ? sample_latent(m, c, B, rng, cond->device)
+                                     : cg_op_adopt(cg_tensor_randn(cond->device, CG_SHAPE(B, m->latent), rng, 0.0f, 1.0f));
     cg_tensor *logit, *mean, *lsig;
-    heads(decode(m, z, transform_cond(m, cond)), &logit, &mean, &lsig);
+    heads(decode(m, z, c), &logit, &mean, &lsig);
     /* a hit where u < p (u uniform), with energy s·exp(m + σ·ε) */
     cg_tensor *hit = cg_step(cg_sub(cg_sigmoid(logit), cg_rand_like(logit, rng, 0.0f, 1.0f)), 0.0f);
     cg_tensor *e = cg_exp(cg_add(mean, cg_mul(cg_randn_like(mean, rng), cg_exp(lsig))));
