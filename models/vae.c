@@ -12,7 +12,9 @@
  *
  * The decoder's three output channels describe each cell as a zero-inflated log-normal:
  *   a hit probability p = sigmoid(logit), and for a hit an energy x = s·exp(m + σ·ε),
- *   ε ~ N(0, 1), σ = exp(clamp(log σ, -4, 1)).
+ *   ε ~ N(0, 1) truncated at ±3, σ = exp(clamp(log σ, -4, 0)).
+ * (A cell's log-energy spread given the latent stays well below 1; a wider σ only lets rare
+ * draws multiply a cell by thousands.)
  * Calorimeter showers light a few percent of their cells; a decoder that regresses every
  * cell's energy (MSE) smears a haze of tiny values over the empty ones, which a threshold then
  * removes together with much of the energy. Deciding "hit or not" separately keeps the
@@ -284,7 +286,7 @@ static cg_tensor *decode(cg_model *m, cg_tensor *z, cg_tensor *c) {
 static void heads(cg_tensor *out, cg_tensor **logit, cg_tensor **mean, cg_tensor **log_sigma) {
     *logit = cg_slice(out, 1, 0, 1);
     *mean = cg_slice(out, 1, 1, 2);
-    *log_sigma = cg_clamp(cg_slice(out, 1, 2, 3), -4.0f, 1.0f);
+    *log_sigma = cg_clamp(cg_slice(out, 1, 2, 3), -4.0f, 0.0f);
 }
 
 /* Moving averages of the first and second moments of (z, cond') over training batches,
@@ -454,7 +456,8 @@ static cg_tensor *vae_generate(cg_model *m, cg_tensor *cond, cg_rng *rng) {
     heads(decode(m, z, c), &logit, &mean, &lsig);
     /* a hit where u < p (u uniform), with energy s·exp(m + σ·ε) */
     cg_tensor *hit = cg_step(cg_sub(cg_sigmoid(logit), cg_rand_like(logit, rng, 0.0f, 1.0f)), 0.0f);
-    cg_tensor *e = cg_exp(cg_add(mean, cg_mul(cg_randn_like(mean, rng), cg_exp(lsig))));
+    cg_tensor *eps = cg_clamp(cg_randn_like(mean, rng), -3.0f, 3.0f);
+    cg_tensor *e = cg_exp(cg_add(mean, cg_mul(eps, cg_exp(lsig))));
     cg_tensor *x = cg_mul(cg_mul(e, hit), cg_module_param(m->norm, "x_scale"));
     if (x && m->gen_threshold > 0) x = cg_mul(x, cg_step(x, m->gen_threshold)); /* the half-MIP cut */
     cg_set_grad_enabled(prev);
