@@ -29,7 +29,7 @@
  *   energy = Σ_{hit cells} ((log(x/s) - m)² / (2σ²) + log σ)       Gaussian NLL in log space
  *   esum   = mean_B ((Σ p·s·exp(m + σ²/2) - Σx) / Σx)²              the expected total energy
  *   kl     = -½ Σ (1 + logvar - mu² - e^logvar) / B
- *   loss   = hits + energy + esum_weight·esum + β(step)·kl,  β(step) = beta·min(1, step/kl_warmup)
+ *   loss   = hits + energy + esum_weight·esum + β(step)·kl + etot,  β(step) = beta·min(1, step/kl_warmup)
  * KL annealing (β rising from 0: the warm-up of ../shared/seeds/003*) avoids the posterior
  * collapse of an early, strong KL term.
  *
@@ -44,6 +44,15 @@
  * which also keeps whatever correlation between the latent and the energy the encoder learned.
  * `latent_sampler = prior` uses N(0, 1) instead. Then hits and energies are sampled and the
  * seeds' half-MIP cut is applied (cells below gen_threshold set to 0).
+ *
+ * The total energy. The visible energy sum is what a calorimeter measures first, and it is
+ * fragile in a decoder: a latent point slightly off the data makes every cell's energy
+ * extrapolate together. So the model generates it explicitly, as the two-angle BIB-AE does
+ * (a flow for the energy sum, then rescaling; models.md §1.9): an energy head, a small MLP of
+ * the conditions, gives a Gaussian for t = log Σx (its mean and log-width),
+ *   etot = Σ_showers ((t - μ_t)² / (2σ_t²) + log σ_t) / B          (its negative log-likelihood)
+ * added to the loss; a generated shower's cells are rescaled to a total drawn from it
+ * (`energy_head = false` turns this off: the decoder's own sum is kept).
  */
 #include <math.h>
 #include <stdio.h>
@@ -63,17 +72,19 @@ static const cg_cfg_spec VAE_OPTIONS[] = {
     {"gen_threshold", CG_CFG_FLOAT, "-1", "cells below this are zeroed in generated showers; -1 = half a MIP"},
     {"latent_sampler", CG_CFG_STR, "fitted", "fitted (a Gaussian fitted to the encoded data, given the conditions) or prior"},
     {"latent_decay", CG_CFG_FLOAT, "0.995", "per-step decay of the moving averages the fitted sampler uses"},
+    {"energy_head", CG_CFG_BOOL, "true", "generate the total energy with its own head and rescale the shower to it"},
     {NULL, 0, NULL, NULL},
 };
 
 struct cg_model {
     cg_module *root, *enc[3], *enc_fc, *fc_mu, *fc_lv, *dec_fc1, *dec_fc2, *dec[3], *norm, *lat;
+    cg_module *eh1, *eh2; /* the energy head: cond' -> 32 -> (μ_t, log σ_t) */
     cg_optim *opt;
     int latent, ncond, energy_col;
     int64_t grid[3], low[3]; /* D, H, W and the lowest resolution d3, h3, w3 */
     int c3;
     float beta, esum_weight, gen_threshold, latent_decay;
-    bool fitted_sampler;
+    bool fitted_sampler, energy_head;
     bool fit_scale; /* x_scale comes from the data (no MIP known, none configured) */
     int64_t kl_warmup;
 };
@@ -103,6 +114,7 @@ static cg_model *vae_create(const cg_config *cfg, const cg_cvox_info *info, cg_d
     m->esum_weight = (float)cg_config_float(cfg, "esum_weight");
     m->gen_threshold = (float)cg_config_float(cfg, "gen_threshold");
     m->latent_decay = (float)cg_config_float(cfg, "latent_decay");
+    m->energy_head = cg_config_bool(cfg, "energy_head");
     const char *sampler = cg_config_str(cfg, "latent_sampler");
     m->fitted_sampler = strcmp(sampler, "prior") != 0;
     if (m->fitted_sampler && strcmp(sampler, "fitted") != 0) {
@@ -161,6 +173,9 @@ static cg_model *vae_create(const cg_config *cfg, const cg_cvox_info *info, cg_d
          (m->fc_lv = cg_linear_new(enc, "fc_logvar", hidden, m->latent, true, dev, rng)) &&
          (m->dec_fc1 = cg_linear_new(dec, "fc1", m->latent + m->ncond, hidden, true, dev, rng)) &&
          (m->dec_fc2 = cg_linear_new(dec, "fc2", hidden, (int)flat, true, dev, rng));
+    cg_module *eh = cg_module_new(m->root, "energy_head");
+    ok = ok && (m->eh1 = cg_linear_new(eh, "fc1", m->ncond > 0 ? m->ncond : 1, 32, true, dev, rng)) &&
+         (m->eh2 = cg_linear_new(eh, "fc2", 32, 2, true, dev, rng));
     int64_t nc = m->ncond > 0 ? m->ncond : 1;
     float scale = (float)cg_config_float(cfg, "x_scale");
     if (scale <= 0 && g->mip_mev > 0) scale = 0.5f * g->mip_mev / g->to_mev;
@@ -406,6 +421,15 @@ static cg_tensor *sample_latent(cg_model *m, cg_tensor *c, int64_t B, cg_rng *rn
     return z;
 }
 
+/* The energy head: (μ_t, log σ_t) of t = log Σx, each (B, 1), for normalised conditions c
+ * (NULL when the data has none: a constant input). */
+static void energy_dist(cg_model *m, cg_tensor *c, int64_t B, cg_device dev, cg_tensor **mu_t, cg_tensor **ls_t) {
+    cg_tensor *in = c ? c : cg_full(dev, CG_SHAPE(B, 1), 1.0f);
+    cg_tensor *o = cg_module_forward(m->eh2, cg_tanh(cg_module_forward(m->eh1, in)));
+    *mu_t = cg_slice(o, 1, 0, 1);
+    *ls_t = cg_clamp(cg_slice(o, 1, 1, 2), -6.0f, 2.0f);
+}
+
 static cg_status vae_train_step(cg_model *m, cg_tensor *x, cg_tensor *cond, int64_t step, cg_rng *rng,
                                 cg_losses *out) {
     int64_t B = x->shape[0];
@@ -431,12 +455,22 @@ static cg_status vae_train_step(cg_model *m, cg_tensor *x, cg_tensor *cond, int6
     cg_tensor *kl = cg_gaussian_kl(mu, logvar);
     float beta = m->kl_warmup > 0 ? m->beta * fminf(1.0f, (float)step / (float)m->kl_warmup) : m->beta;
     cg_tensor *loss = cg_add(cg_add(hits, energy), cg_add(cg_scale(esum, m->esum_weight), cg_scale(kl, beta)));
+    cg_tensor *etot = NULL;
+    if (m->energy_head) { /* Gaussian NLL of t = log Σx (in units of s) */
+        cg_tensor *mu_t, *ls_t;
+        energy_dist(m, c, B, x->device, &mu_t, &ls_t);
+        cg_tensor *t = cg_reshape(cg_log(cg_add_scalar(e_true, 1e-6f)), CG_SHAPE(B, 1));
+        cg_tensor *z2 = cg_square(cg_mul(cg_sub(t, mu_t), cg_exp(cg_neg(ls_t))));
+        etot = cg_scale(cg_sum_all(cg_add(cg_scale(z2, 0.5f), ls_t)), inv_b);
+        loss = cg_add(loss, etot);
+    }
     if (!loss) return cg_last_status();
     cg_losses_add(out, "loss", cg_item(loss));
     cg_losses_add(out, "hits", cg_item(hits));
     cg_losses_add(out, "energy", cg_item(energy));
     cg_losses_add(out, "esum", cg_item(esum));
     cg_losses_add(out, "kl", cg_item(kl));
+    if (etot) cg_losses_add(out, "etot", cg_item(etot));
     cg_losses_add(out, "beta", beta);
     if (!isfinite(out->value[0])) return CG_OK; /* the trainer reports it and stops */
     cg_status st = cg_backward(loss);
@@ -460,6 +494,16 @@ static cg_tensor *vae_generate(cg_model *m, cg_tensor *cond, cg_rng *rng) {
     cg_tensor *e = cg_exp(cg_add(mean, cg_mul(eps, cg_exp(lsig))));
     cg_tensor *x = cg_mul(cg_mul(e, hit), cg_module_param(m->norm, "x_scale"));
     if (x && m->gen_threshold > 0) x = cg_mul(x, cg_step(x, m->gen_threshold)); /* the half-MIP cut */
+    if (x && m->energy_head) { /* rescale to a total drawn from the energy head */
+        cg_tensor *mu_t, *ls_t;
+        energy_dist(m, c, B, cond->device, &mu_t, &ls_t);
+        cg_tensor *tot = cg_exp(cg_add(mu_t, cg_mul(cg_clamp(cg_randn_like(mu_t, rng), -3.0f, 3.0f), cg_exp(ls_t))));
+        tot = cg_mul(tot, cg_module_param(m->norm, "x_scale")); /* t was in units of s */
+        unsigned vox = CG_AXIS(1) | CG_AXIS(2) | CG_AXIS(3) | CG_AXIS(4);
+        cg_tensor *sum = cg_reshape(cg_sum(x, vox, false), CG_SHAPE(B, 1));
+        cg_tensor *f = cg_div(tot, cg_clamp(sum, 1e-30f, INFINITY)); /* an empty shower stays empty */
+        x = cg_mul(x, cg_reshape(f, CG_SHAPE(B, 1, 1, 1, 1)));
+    }
     cg_set_grad_enabled(prev);
     return x ? cg_reshape(x, CG_SHAPE(B, -1)) : NULL;
 }
