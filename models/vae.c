@@ -268,6 +268,17 @@ static cg_status vae_fit(cg_model *m, cg_tensor *x, cg_tensor *cond) {
         cg_tensor *xs = cg_module_param(m->norm, "x_scale");
         cg_tensor_set_host(xs, &s);
     }
+    if (st == CG_OK) {
+        /* start the energy head at the data: its outputs' biases at the mean and log-width of
+         * t = log Σ(x/s), its output weights at zero (so it starts with what fit saw) */
+        unsigned cells = 0;
+        for (int i = 1; i < x->ndim; i++) cells |= 1u << i;
+        cg_tensor *t = cg_log(cg_add_scalar(cg_sum(cg_div(x, cg_module_param(m->norm, "x_scale")), cells, false), 1e-6f));
+        float b[2] = {cg_item(cg_mean_all(t)), 0.5f * logf(fmaxf(cg_item(cg_var(t, CG_AXIS(0), false, 0)), 1e-8f))};
+        cg_tensor *w2 = cg_module_param(m->eh2, "weight"), *b2 = cg_module_param(m->eh2, "bias");
+        cg_backend_of(w2)->fill(cg_data(w2), 0.0f, cg_numel(w2));
+        st = cg_tensor_set_host(b2, b);
+    }
     cg_tape_rewind(mark);
     cg_set_grad_enabled(prev);
     return st;
