@@ -14,7 +14,9 @@
  *   a hit probability p = sigmoid(logit), and for a hit an energy x = s·exp(m + σ·ε),
  *   ε ~ N(0, 1) truncated at ±3, σ = exp(clamp(log σ, -4, 0)).
  * (A cell's log-energy spread given the latent stays well below 1; a wider σ only lets rare
- * draws multiply a cell by thousands.)
+ * draws multiply a cell by thousands.) A generated cell never exceeds the largest single-cell
+ * deposit of the fit sample (`x_max`, a buffer): a guard against a decoder extrapolating on
+ * a rare latent point, which real showers never do.
  * Calorimeter showers light a few percent of their cells; a decoder that regresses every
  * cell's energy (MSE) smears a haze of tiny values over the empty ones, which a threshold then
  * removes together with much of the energy. Deciding "hit or not" separately keeps the
@@ -188,7 +190,8 @@ static cg_model *vae_create(const cg_config *cfg, const cg_cvox_info *info, cg_d
     ok = ok && cg_module_add(m->norm, "cond_mean", cg_tensor_zeros(dev, 1, &nc), true) == CG_OK &&
          cg_module_add(m->norm, "cond_std", cg_tensor_full(dev, 1, &nc, 1.0f), true) == CG_OK &&
          cg_module_add(m->norm, "x_scale", cg_tensor_full(dev, CG_SHAPE(1), m->fit_scale ? 1.0f : scale), true) ==
-             CG_OK;
+             CG_OK &&
+         cg_module_add(m->norm, "x_max", cg_tensor_full(dev, CG_SHAPE(1), INFINITY), true) == CG_OK;
     int64_t J = m->latent + m->ncond; /* a bank row: (z, cond') */
     ok = ok && cg_module_add(m->lat, "bank", cg_tensor_zeros(dev, CG_SHAPE(m->bank, J)), true) == CG_OK &&
          cg_module_add(m->lat, "count", cg_tensor_zeros(CG_CPU, CG_SHAPE(1)), true) == CG_OK;
@@ -267,6 +270,12 @@ static cg_status vae_fit(cg_model *m, cg_tensor *x, cg_tensor *cond) {
         float s = hits > 0 && sum > 0 ? (float)(0.1 * sum / hits) : 1.0f;
         cg_tensor *xs = cg_module_param(m->norm, "x_scale");
         cg_tensor_set_host(xs, &s);
+    }
+    if (st == CG_OK) { /* the largest single-cell deposit: the generation guard */
+        float *hx = cg_tensor_host_copy(x), xmax = 0;
+        for (int64_t i = 0; hx && i < cg_numel(x); i++) xmax = fmaxf(xmax, hx[i]);
+        free(hx);
+        st = cg_tensor_set_host(cg_module_param(m->norm, "x_max"), &xmax);
     }
     if (st == CG_OK) {
         /* start the energy head at the data: its outputs' biases at the mean and log-width of
@@ -448,6 +457,8 @@ static cg_tensor *vae_generate(cg_model *m, cg_tensor *cond, cg_rng *rng) {
     cg_tensor *eps = cg_clamp(cg_randn_like(mean, rng), -3.0f, 3.0f);
     cg_tensor *e = cg_exp(cg_add(mean, cg_mul(eps, cg_exp(lsig))));
     cg_tensor *x = cg_mul(cg_mul(e, hit), cg_module_param(m->norm, "x_scale"));
+    float xmax = cg_item(cg_module_param(m->norm, "x_max"));
+    if (x && isfinite(xmax) && xmax > 0) x = cg_clamp(x, 0.0f, xmax);
     if (x && m->gen_threshold > 0) x = cg_mul(x, cg_step(x, m->gen_threshold)); /* the half-MIP cut */
     if (x && m->energy_head) { /* rescale to a total drawn from the energy head */
         cg_tensor *mu_t, *ls_t;
