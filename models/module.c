@@ -153,6 +153,16 @@ cg_module *cg_batch_norm_new(cg_module *parent, const char *name, int channels, 
     return m;
 }
 
+cg_status cg_module_add(cg_module *m, const char *name, cg_tensor *t, bool buffer) {
+    if (!t) return cg_last_status();
+    if (m->nparams >= CG_MODULE_MAX_PARAMS) {
+        cg_tensor_free(t);
+        return cg_set_error(CG_ERR_INVALID, "module '%s' already holds %d tensors", m->name, CG_MODULE_MAX_PARAMS);
+    }
+    add_param(m, name, t, !buffer, buffer);
+    return CG_OK;
+}
+
 /* -------------------------------------------------------------- using ---- */
 
 cg_tensor *cg_module_param(const cg_module *m, const char *name) {
@@ -190,7 +200,7 @@ cg_module *cg_module_find(cg_module *root, const char *path) {
 }
 
 static void collect(cg_module *m, const char *prefix, cg_named_list *out, bool buffers) {
-    char name[128];
+    char name[160];
     for (int i = 0; i < m->nparams; i++) {
         if (m->is_buffer[i] && !buffers) continue;
         snprintf(name, sizeof name, "%s%s%s", prefix, *prefix ? "." : "", m->pname[i]);

@@ -57,7 +57,7 @@ typedef struct cg_module {
 
 /* A flat list of named tensors (borrowed pointers into a module tree or elsewhere). */
 typedef struct {
-    char name[128];
+    char name[160];
     cg_tensor *t;
     bool buffer;
 } cg_named;
@@ -88,6 +88,10 @@ cg_module *cg_layer_norm_new(cg_module *parent, const char *name, int naxes, con
                              float eps, cg_device dev);
 cg_module *cg_batch_norm_new(cg_module *parent, const char *name, int channels, float momentum, float eps,
                              cg_device dev);
+
+/* Give a container an extra named tensor (owned from now on): a parameter when buffer is
+ * false (it then requires a gradient), else a buffer such as a normalisation constant. */
+cg_status cg_module_add(cg_module *m, const char *name, cg_tensor *t, bool buffer);
 
 /* ---- using ---- */
 /* Run a layer module on x (containers have no forward of their own). */

@@ -7,17 +7,17 @@
 #include <string.h>
 
 typedef struct {
-    char name[128];
+    char name[160];
     cg_tensor *p;        /* borrowed */
     cg_tensor *s1, *s2;  /* state (owned): Adam m, v; SGD momentum; RMSprop square_avg, momentum */
-    int64_t t;           /* steps this parameter has taken (PyTorch's per-parameter state['step']) */
 } slot;
 
 struct cg_optim {
     cg_optim_cfg cfg;
+    char name[64];
     slot *slots;
     int n;
-    int64_t steps;
+    cg_tensor *steps;    /* (n) on the CPU: steps each parameter has taken (exact below 2^24) */
 };
 
 static cg_tensor *zeros_like(const cg_tensor *t) { return cg_tensor_zeros(t->device, t->ndim, t->shape); }
@@ -37,6 +37,8 @@ cg_optim *cg_optim_new(const cg_optim_cfg *cfg, const cg_named_list *params) {
     }
     cg_optim *o = cg_xcalloc(1, sizeof *o);
     o->cfg = c;
+    snprintf(o->name, sizeof o->name, "%s", c.name ? c.name : "optim");
+    o->cfg.name = o->name;
     o->slots = cg_xcalloc((size_t)(params->n ? params->n : 1), sizeof *o->slots);
     for (int i = 0; i < params->n; i++) {
         cg_tensor *p = params->v[i].t;
@@ -50,6 +52,12 @@ cg_optim *cg_optim_new(const cg_optim_cfg *cfg, const cg_named_list *params) {
             cg_optim_free(o);
             return NULL;
         }
+    }
+    int64_t n = o->n ? o->n : 1;
+    o->steps = cg_tensor_zeros(CG_CPU, 1, &n);
+    if (!o->steps) {
+        cg_optim_free(o);
+        return NULL;
     }
     return o;
 }
@@ -74,14 +82,15 @@ cg_status cg_optim_step(cg_optim *o) {
     const cg_optim_cfg *c = &o->cfg;
     bool prev = cg_set_grad_enabled(false);
     cg_tape_pos mark = cg_tape_mark();
-    o->steps++;
+    float *steps = cg_data(o->steps);
     cg_tensor *factor = NULL;
     if (c->clip_norm > 0 && o->n > 0) factor = clip_factor(o, o->slots[0].p->device);
     for (int i = 0; i < o->n; i++) {
         slot *s = &o->slots[i];
         cg_tensor *p = s->p, *g = p->grad;
         if (!g) continue; /* not reached by the loss: no update, as PyTorch */
-        s->t++;
+        int64_t t = (int64_t)steps[i] + 1;
+        steps[i] = (float)t;
         const cg_backend *be = cg_backend_of(p);
         CG_ASSERT(cg_is_contiguous(p) && cg_is_contiguous(g) && g->device == p->device);
         const float *gs = factor && factor->device == p->device ? cg_data(factor) : NULL;
@@ -89,12 +98,12 @@ cg_status cg_optim_step(cg_optim *o) {
         switch (c->kind) {
         case CG_OPT_SGD:
             be->sgd_step(cg_data(p), s->s1 ? cg_data(s->s1) : NULL, cg_data(g), gs, n, c->lr, c->momentum,
-                         c->dampening, c->weight_decay, c->nesterov, s->t == 1);
+                         c->dampening, c->weight_decay, c->nesterov, t == 1);
             break;
         case CG_OPT_ADAM:
         case CG_OPT_ADAMW:
             be->adam_step(cg_data(p), cg_data(s->s1), cg_data(s->s2), cg_data(g), gs, n, c->lr, c->beta1, c->beta2,
-                          c->eps, c->weight_decay, c->kind == CG_OPT_ADAMW, s->t);
+                          c->eps, c->weight_decay, c->kind == CG_OPT_ADAMW, t);
             break;
         case CG_OPT_RMSPROP:
             be->rmsprop_step(cg_data(p), cg_data(s->s1), s->s2 ? cg_data(s->s2) : NULL, cg_data(g), gs, n, c->lr,
@@ -116,10 +125,16 @@ void cg_optim_zero_grad(cg_optim *o) {
 
 void cg_optim_set_lr(cg_optim *o, float lr) { o->cfg.lr = lr; }
 float cg_optim_lr(const cg_optim *o) { return o->cfg.lr; }
-int64_t cg_optim_steps(const cg_optim *o) { return o->steps; }
+int64_t cg_optim_steps(const cg_optim *o) {
+    const float *s = cg_data(o->steps);
+    int64_t m = 0;
+    for (int i = 0; i < o->n; i++) m = (int64_t)s[i] > m ? (int64_t)s[i] : m;
+    return m;
+}
+
 void cg_optim_set_steps(cg_optim *o, int64_t steps) {
-    o->steps = steps;
-    for (int i = 0; i < o->n; i++) o->slots[i].t = steps;
+    float *s = cg_data(o->steps);
+    for (int i = 0; i < o->n; i++) s[i] = (float)steps;
 }
 
 float cg_optim_grad_norm(cg_optim *o) {
@@ -140,14 +155,16 @@ void cg_optim_collect_state(cg_optim *o, cg_named_list *out) {
     case CG_OPT_RMSPROP: n1 = "square_avg"; n2 = "momentum_buffer"; break;
     default: n1 = "exp_avg"; n2 = "exp_avg_sq"; break;
     }
-    char name[160];
+    char name[300]; /* names longer than a cg_named holds are cut there */
+    snprintf(name, sizeof name, "%s.steps", o->name);
+    cg_named_list_add(out, name, o->steps, true);
     for (int i = 0; i < o->n; i++) {
         if (o->slots[i].s1) {
-            snprintf(name, sizeof name, "%s.%s", o->slots[i].name, n1);
+            snprintf(name, sizeof name, "%s.%s.%s", o->name, o->slots[i].name, n1);
             cg_named_list_add(out, name, o->slots[i].s1, true);
         }
         if (o->slots[i].s2 && n2) {
-            snprintf(name, sizeof name, "%s.%s", o->slots[i].name, n2);
+            snprintf(name, sizeof name, "%s.%s.%s", o->name, o->slots[i].name, n2);
             cg_named_list_add(out, name, o->slots[i].s2, true);
         }
     }
@@ -159,6 +176,7 @@ void cg_optim_free(cg_optim *o) {
         cg_tensor_free(o->slots[i].s1);
         cg_tensor_free(o->slots[i].s2);
     }
+    cg_tensor_free(o->steps);
     free(o->slots);
     free(o);
 }

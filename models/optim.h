@@ -13,8 +13,9 @@
  *   loop: forward; cg_backward(loss); cg_optim_step(opt); cg_optim_zero_grad(opt); cg_tape_reset();
  *
  * State for checkpoints: cg_optim_collect_state() lists the state tensors under names
- * "<param>.<state>" (exp_avg, exp_avg_sq, momentum_buffer, square_avg) and the step count
- * is cg_optim_steps()/cg_optim_set_steps().
+ * "<name>.<param>.<state>" (exp_avg, exp_avg_sq, momentum_buffer, square_avg) and
+ * "<name>.steps", the per-parameter step counts (PyTorch's state['step'], which Adam's bias
+ * correction uses), kept in a CPU tensor so that restoring a checkpoint restores them.
  */
 #ifndef CG_MODELS_OPTIM_H
 #define CG_MODELS_OPTIM_H
@@ -25,6 +26,8 @@ typedef enum { CG_OPT_SGD, CG_OPT_ADAM, CG_OPT_ADAMW, CG_OPT_RMSPROP } cg_optim_
 
 typedef struct {
     cg_optim_kind kind;
+    const char *name;         /* prefix of its state's names in checkpoints ("optim" if NULL);
+                                 give each optimizer of a model its own (a GAN has two) */
     float lr;
     float weight_decay;       /* L2 penalty (SGD, Adam, RMSprop) or decoupled decay (AdamW) */
     float momentum;           /* SGD, RMSprop */

@@ -219,7 +219,7 @@ static void test_checkpoint_round_trip_and_errors(void) {
     cg_named_list all = {0};
     for (int i = 0; i < l.n; i++) cg_named_list_add(&all, l.v[i].name, l.v[i].t, l.v[i].buffer);
     cg_optim_collect_state(o, &all);
-    CHECK(all.n == l.n + 2 * 5); /* Adam: exp_avg and exp_avg_sq for conv.w, conv.b, bn.w, bn.b, fc.w */
+    CHECK(all.n == l.n + 1 + 2 * 5); /* steps + exp_avg, exp_avg_sq of conv.w, conv.b, bn.w, bn.b, fc.w */
     char path[512];
     snprintf(path, sizeof path, "%s", tmp_path("a.ckpt"));
     CHECK(cg_checkpoint_save(path, "test-model", "step = 1\nlr = 0.001\n", &all) == CG_OK);
