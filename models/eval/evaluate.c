@@ -316,8 +316,11 @@ static void obs_init(cg_eval_obs *o, const char *key, const char *label, const c
     o->d.mean_ref = o->d.mean_gen = o->d.std_ref = o->d.std_gen = NAN;
 }
 
+/* CaloChallenge's log rule starts at the threshold for energies that can be small (layer
+ * energies, cells); the maximum cell energy starts at the smallest reference value. */
 static void obs_from_meta(cg_eval_obs *o, const cg_obs_meta *m, const char *key, const char *label, double thr_mev) {
-    obs_init(o, key, label, m->unit, m->bins, m->lo_bound, m->hi_bound, m->nedges, thr_mev);
+    obs_init(o, key, label, m->unit, m->bins, m->lo_bound, m->hi_bound, m->nedges,
+             m == cg_obs_scalar(CG_OBS_E_MAX) ? 0 : thr_mev);
 }
 
 /* Compare column `col` of the per-shower values over events sel[0..n) (NULL: all). */
@@ -356,7 +359,7 @@ static cg_status compute_distances(eval_state *E) {
     }
     const cg_obs_meta *lm = cg_obs_layer_meta();
     int nbad = 0;
-    char first_bad[200] = "";
+    char first_bad[256] = "";
     for (int l = 0; l < r->nlayers && st == CG_OK; l++) {
         char key[40], label[64];
         snprintf(key, sizeof key, "%s%d", lm->key, l);
@@ -747,7 +750,7 @@ static cg_status profiles(eval_state *E) {
 
 typedef struct {
     FILE *f;
-    char tmp[4300], path[4300];
+    char tmp[4400], path[4300];
 } out_file;
 
 static cg_status out_open(out_file *o, const char *dir, const char *name) {

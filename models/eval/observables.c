@@ -171,8 +171,8 @@ void cg_obs_compute(const cg_obs_ctx *c, const float *cells, double e_inc_gev, d
     /* per-layer sums for the axis fit, and each layer's hottest cell */
     double lx[CG_GEOM_MAX_LAYERS], ly[CG_GEOM_MAX_LAYERS], lmax[CG_GEOM_MAX_LAYERS];
     int64_t larg[CG_GEOM_MAX_LAYERS];
-    double e_tot = 0, e_xy = 0, sx = 0, sy = 0, sxx = 0, syy = 0, sz = 0, szz = 0, e_max = 0;
-    int64_t hits = 0;
+    double e_tot = 0, e_xy = 0, sx = 0, sy = 0, sxx = 0, syy = 0, sz = 0, szz = 0, e_max = 0, hot_xy = 0;
+    int64_t hits = 0, hot = -1; /* the hottest cell of the x/y layers */
     for (int l = 0; l < nl; l++) {
         double e_l = 0, x_l = 0, y_l = 0, m = 0;
         int64_t arg = -1;
@@ -205,6 +205,10 @@ void cg_obs_compute(const cg_obs_ctx *c, const float *cells, double e_inc_gev, d
             e_xy += e_l;
             sx += x_l;
             sy += y_l;
+            if (m > hot_xy) {
+                hot_xy = m;
+                hot = arg;
+            }
         }
         e_max = fmax(e_max, m);
     }
@@ -234,8 +238,10 @@ void cg_obs_compute(const cg_obs_ctx *c, const float *cells, double e_inc_gev, d
         v[CG_OBS_COG_Z] = v[CG_OBS_WIDTH_Z] = NAN;
     }
 
-    /* second pass: asymmetry about the centre of gravity, radial distances */
+    /* second pass: asymmetry about the hottest cell (its own row and column count for
+     * neither side: stable for showers centred on a cell), radial distances */
     double ax = 0, ay = 0, sr = 0, srr = 0;
+    double hx = hot >= 0 ? c->cx[hot] : 0, hy = hot >= 0 ? c->cy[hot] : 0;
     double ox = e_xy > 0 ? cgx : 0, oy = e_xy > 0 ? cgy : 0;
     if (radial) memset(radial, 0, (size_t)c->nrad * sizeof(double));
     for (int l = 0; l < nl && e_tot > 0; l++) {
@@ -245,9 +251,9 @@ void cg_obs_compute(const cg_obs_ctx *c, const float *cells, double e_inc_gev, d
             if (!(raw > c->thr)) continue;
             double e = (double)raw * c->to_mev;
             if (c->xy[l]) {
-                double dx = c->cx[i] - cgx, dy = c->cy[i] - cgy;
-                ax += dx > 0 ? e : dx < 0 ? -e : 0;
-                ay += dy > 0 ? e : dy < 0 ? -e : 0;
+                double dx = c->cx[i] - hx, dy = c->cy[i] - hy;
+                ax += dx > 1e-3 ? e : dx < -1e-3 ? -e : 0;
+                ay += dy > 1e-3 ? e : dy < -1e-3 ? -e : 0;
             }
             double r = c->polar[l] ? (double)c->cr[i] : hypot(c->cx[i] - ox, c->cy[i] - oy);
             sr += e * r;

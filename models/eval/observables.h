@@ -53,7 +53,8 @@ typedef enum {
     CG_OBS_WIDTH_Z,
     CG_OBS_R_MEAN,       /* energy-weighted mean radial distance from the axis, mm */
     CG_OBS_R_WIDTH,      /* its energy-weighted standard deviation, mm */
-    CG_OBS_ASYM_X,       /* Σ e·sign(x − cog_x) / Σ e over the x/y layers */
+    CG_OBS_ASYM_X,       /* (E(x > x_hot) − E(x < x_hot)) / E over the x/y layers, x_hot the
+                            x of the hottest cell (its column counts for neither side) */
     CG_OBS_ASYM_Y,
     CG_OBS_ANGLE_X,      /* direction of the axis: atan of the slope dx/dz of the per-layer
                             centres of energy (energy-weighted fit), degrees */
