@@ -24,13 +24,16 @@ static int cmp_double(const void *a, const void *b) {
 
 void cg_sort_doubles(double *x, int64_t n) { qsort(x, (size_t)n, sizeof(double), cmp_double); }
 
+/* numpy's method='linear' to the last bit: index (n − 1)·p, and numpy's _lerp, which
+ * interpolates from the upper neighbour when the fraction is >= 0.5 */
 double cg_quantile_sorted(const double *x, int64_t n, double p) {
     CG_ASSERT(n > 0);
     double h = (double)(n - 1) * p;
     int64_t i = (int64_t)floor(h);
     if (i >= n - 1) return x[n - 1];
     if (i < 0) return x[0];
-    return x[i] + (h - (double)i) * (x[i + 1] - x[i]);
+    double t = h - (double)i, a = x[i], b = x[i + 1], d = b - a;
+    return t >= 0.5 ? b - d * (1 - t) : a + d * t;
 }
 
 /* numpy.linspace(lo, hi, n + 1): start + k·step, the last edge exactly hi */
