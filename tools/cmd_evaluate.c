@@ -115,7 +115,7 @@ int cmd_evaluate(int argc, char **argv) {
     o.n_single = singles;
     o.threads = threads;
     o.seed = (uint64_t)seed;
-    o.verbose = !quiet;
+    o.verbose = !quiet && cli_is_tty(); /* progress lines only on a terminal */
     o.classifier[0] = !no_cls;
     o.classifier[1] = !no_cls && !no_vox;
     o.cls_width[0] = width;
