@@ -253,13 +253,19 @@ cg_status cg_cls_run(const float *x_ref, int64_t n_ref, const float *x_gen, int6
         st = cg_set_error(CG_ERR_NOMEM, "classifier: out of memory");
         goto out;
     }
-    for (int c = 0; c < 2; c++) {
-        for (int64_t i = 0; i < n; i++) perm[i] = i + c * n;
-        shuffle(perm, n, &rng);
-        memcpy(idx + c * ntr, perm, ntr * sizeof(int64_t));
-        memcpy(idx + 2 * ntr + c * nte, perm + ntr, nte * sizeof(int64_t));
-        memcpy(idx + 2 * ntr + 2 * nte + c * nva, perm + ntr + nte, nva * sizeof(int64_t));
-    }
+    /* one permutation for both classes: row i of each sample lands in the same split, so a
+     * sample compared with itself trains on identical pairs with opposite labels and
+     * validates on identical rows (AUC 0.5 exactly), instead of memorising showers that
+     * reappear with the other label */
+    for (int64_t i = 0; i < n; i++) perm[i] = i;
+    shuffle(perm, n, &rng);
+    for (int c = 0; c < 2; c++)
+        for (int64_t i = 0; i < n; i++) {
+            int64_t j = perm[i] + c * n;
+            if (i < ntr) idx[c * ntr + i] = j;
+            else if (i < ntr + nte) idx[2 * ntr + c * nte + (i - ntr)] = j;
+            else idx[2 * ntr + 2 * nte + c * nva + (i - ntr - nte)] = j;
+        }
     free(perm);
     int64_t *tr = idx, *te = idx + 2 * ntr, *va = idx + 2 * ntr + 2 * nte;
     res->n_train = 2 * ntr;

@@ -187,6 +187,21 @@ double cg_ks_statistic(const double *u, int64_t n, const double *v, int64_t m) {
     return d;
 }
 
+/* SP of the histograms in d; when every generated value falls outside the reference's range
+ * the histograms are disjoint: SP = 1 by convention (numpy's density would be undefined). */
+static double sp_or_disjoint(cg_dist *d) {
+    if (d->out_ref == d->n_ref) {
+        snprintf(d->note, sizeof d->note, "no reference values inside the histogram range");
+        return NAN;
+    }
+    if (d->out_gen == d->n_gen) {
+        snprintf(d->note, sizeof d->note, "every generated value is outside the reference's histogram range "
+                                          "(SP = 1 by convention)");
+        return 1.0;
+    }
+    return cg_separation_power(d->count_ref, d->count_gen, d->nbins);
+}
+
 /* Finite values of a strided column, sorted; mean and std alongside. */
 static double *gather(const double *x, int64_t n, int64_t stride, int64_t *nfin, int64_t *nnan, double *mean,
                       double *std) {
@@ -251,10 +266,7 @@ cg_status cg_dist_compute(cg_dist *d, const double *ref, int64_t n_ref, int64_t 
     }
     d->out_ref = cg_histogram(r, d->n_ref, 1, d->edges, nb, d->count_ref);
     d->out_gen = cg_histogram(g, d->n_gen, 1, d->edges, nb, d->count_gen);
-    d->sp = cg_separation_power(d->count_ref, d->count_gen, nb);
-    if (isnan(d->sp))
-        snprintf(d->note, sizeof d->note, "no %s values inside the histogram range",
-                 d->out_ref == d->n_ref ? "reference" : "generated");
+    d->sp = sp_or_disjoint(d);
 done:
     free(r);
     free(g);
@@ -333,8 +345,7 @@ cg_status cg_dist_compute_f(cg_dist *d, const float *ref, int64_t n_ref, int64_t
     for (int64_t i = 0; i < n_gen; i++) vg += ((double)gen[i] - d->mean_gen) * ((double)gen[i] - d->mean_gen);
     d->std_ref = sqrt(vr / (double)n_ref);
     d->std_gen = sqrt(vg / (double)n_gen);
-    d->sp = cg_separation_power(d->count_ref, d->count_gen, nb);
-    if (isnan(d->sp)) snprintf(d->note, sizeof d->note, "no generated values inside the histogram range");
+    d->sp = sp_or_disjoint(d);
     d->w1 = cg_wasserstein1(r, kr, g, kg);
     d->ks = cg_ks_statistic(r, kr, g, kg);
 done:

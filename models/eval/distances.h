@@ -14,6 +14,8 @@
  *  - W1: scipy.stats.wasserstein_distance(ref, gen) = ∫ |F_ref(x) − F_gen(x)| dx.
  *  - KS: the statistic of scipy.stats.ks_2samp(ref, gen) (two-sided), max |F_ref − F_gen|.
  *  - NaN values (undefined for that shower) are dropped first and counted.
+ *  - When every generated value falls outside the histogram's range, SP = 1 (the value for
+ *    disjoint histograms) with a note: numpy's density would be undefined there.
  *
  * Bin edges come from the reference sample only, by the rule of the observable
  * (observables.h cg_bins_rule; the rules are spelled out in docs/metrics.md), so the

@@ -220,8 +220,9 @@ static cg_status stream_sample(eval_state *E, int which, source *src, const int 
         st = cg_set_error(CG_ERR_NOMEM, "evaluate: out of memory for %lld events of %s", (long long)n, src->name);
         goto out;
     }
-    /* the voxel classifier's subset: the first rows of a random order */
-    random_order(S->perm, n, E->o->seed * 2 + (uint64_t)which + 17);
+    /* the classifiers' subsets: the first events of a random order, the same order for both
+     * samples (a sample compared with itself then gives the classifier identical rows) */
+    random_order(S->perm, n, E->o->seed * 2 + 17);
     int64_t cap = E->o->classifier[1] ? E->o->cls_max_per_class[1] : 0;
     S->n_low = n < cap ? n : cap;
     for (int64_t i = 0; i < n; i++) S->low_row[i] = -1;
@@ -341,6 +342,18 @@ static cg_status compare_column(eval_state *E, cg_eval_obs *o, int col, const in
     return st;
 }
 
+/* A warning when the reference's histogram range leaves out many more generated values than
+ * reference ones: the SP compares only the shapes inside the range. */
+static void warn_outside(cg_eval_results *r, const cg_eval_obs *o) {
+    const cg_dist *d = &o->d;
+    if (!d->nbins || d->n_gen == 0 || d->n_ref == 0 || d->out_gen == d->n_gen) return;
+    double fg = (double)d->out_gen / (double)d->n_gen, fr = (double)d->out_ref / (double)d->n_ref;
+    if (fg - fr > 0.05)
+        cg_eval_warn(r, "%s: %.1f%% of the generated values (%.1f%% of the reference ones) are outside the "
+                        "histogram range and not in its SP",
+                     o->key, 100 * fg, 100 * fr);
+}
+
 static cg_status compute_distances(eval_state *E) {
     cg_eval_results *r = E->r;
     double thr_mev = r->threshold_mev;
@@ -356,6 +369,7 @@ static cg_status compute_distances(eval_state *E) {
         }
         st = compare_column(E, o, i, NULL, 0, NULL, 0);
         if (st == CG_OK && o->d.note[0]) cg_eval_warn(r, "%s: %s", o->key, o->d.note);
+        warn_outside(r, o);
     }
     const cg_obs_meta *lm = cg_obs_layer_meta();
     int nbad = 0;
@@ -369,7 +383,7 @@ static cg_status compute_distances(eval_state *E) {
         if (r->layer[l].d.note[0] && nbad++ == 0)
             snprintf(first_bad, sizeof first_bad, "%s: %s", key, r->layer[l].d.note);
     }
-    if (nbad) cg_eval_warn(r, "%d layer energies have no metrics, e.g. %s", nbad, first_bad);
+    if (nbad) cg_eval_warn(r, "%d layer energies have a note, the first %s", nbad, first_bad);
     if (st != CG_OK) return st;
 
     /* the cell spectrum: every hit for the histogram, a strided subsample for W1/KS */
@@ -382,6 +396,7 @@ static cg_status compute_distances(eval_state *E) {
     st = cg_dist_compute_f(&c->d, E->s[0].hits, E->s[0].nhits, r->cells_every[0], E->s[1].hits, E->s[1].nhits,
                            r->cells_every[1], &c->spec);
     if (st == CG_OK && c->d.note[0]) cg_eval_warn(r, "%s: %s", c->key, c->d.note);
+    warn_outside(r, c);
 
     /* the conditioning distributions themselves: the samples should share them */
     for (int k = 0; k < r->ncond && st == CG_OK; k++) {

@@ -443,8 +443,11 @@ static void plot_obs(sbuf *b, const cg_eval_obs *o, int w, int h, bool logy) {
     if (isfinite(d->sp)) {
         snprintf(note, sizeof note, "SP %.4f   W1 %.3g   KS %.4f", d->sp, d->w1, d->ks);
         int64_t in = d->n_ref - d->out_ref;
+        double gout = d->n_gen ? (double)d->out_gen / (double)d->n_gen : 0;
         if (d->n_ref > 0 && in < 0.9 * (double)d->n_ref) /* CaloChallenge's log bins drop zeros */
             snprintf(title, sizeof title, "%s (%.3g%% of ref. in range)", o->label, 100.0 * in / (double)d->n_ref);
+        else if (gout > 0.05)
+            snprintf(title, sizeof title, "%s (%.3g%% of gen. outside)", o->label, 100.0 * gout);
     } else {
         snprintf(note, sizeof note, "%s", d->note[0] ? d->note : "no metrics");
     }
