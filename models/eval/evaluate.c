@@ -31,6 +31,12 @@
 #define MAX_HITS ((int64_t)1 << 28)   /* hit energies kept per sample (1 GiB of float) */
 #define CELLS_W1KS_MAX 200000         /* hit energies used for W1/KS and written to CSV */
 #define MAX_TEST_POINTS 24
+/* Per conditioning bin, fewer showers than this on a side give no metrics: with 50-100 bins
+ * the SP of two samples of N showers from one distribution is about bins/(2N), 0.25-0.5
+ * at N = 100, so smaller bins would show noise. */
+#define BIN_MIN_SHOWERS 100
+/* Below this many showers per sample the report warns about the SP's noise floor. */
+#define SMALL_SAMPLE 1000
 
 static double now_s(void) {
     struct timespec t;
@@ -358,6 +364,11 @@ static cg_status compute_distances(eval_state *E) {
     cg_eval_results *r = E->r;
     double thr_mev = r->threshold_mev;
     cg_status st = CG_OK;
+    int64_t nmin = E->s[0].n < E->s[1].n ? E->s[0].n : E->s[1].n;
+    if (nmin >= CG_DIST_MIN_VALUES && nmin < SMALL_SAMPLE)
+        cg_eval_warn(r, "small samples (%lld showers): separation powers include a statistical floor of about "
+                        "bins/(2N), %.2f for 50 bins; compare with a reference-vs-reference run of the same size",
+                     (long long)nmin, 50.0 / (2.0 * (double)nmin));
     for (int i = 0; i < CG_OBS_NSCALAR && st == CG_OK; i++) {
         const cg_obs_meta *m = cg_obs_scalar(i);
         cg_eval_obs *o = &r->scalar[i];
@@ -515,9 +526,27 @@ static cg_status define_bins(eval_state *E) {
                      r->nbins);
         }
     } else {
-        /* continuous energies: about five bins of a round width */
+        /* continuous energies: about five bins of a round width, or on a 1-2-5 log scale
+         * when the energies span more than a factor 20 (log-uniform spectra) */
         double lo = e[0], hi = e[n - 1];
-        if (hi > lo) {
+        if (lo > 0 && hi >= 20 * lo) {
+            double v[64];
+            int nv = 0;
+            for (int k = (int)floor(log10(lo)) - 1; nv < 63 && k <= (int)ceil(log10(hi)) + 1; k++)
+                for (int m = 1; m <= 5 && nv < 63; m += m == 1 ? 1 : 3) v[nv++] = m * pow(10.0, k);
+            int a = 0, b = nv - 1;
+            while (a + 1 < nv && v[a + 1] <= lo) a++;
+            while (b - 1 >= 0 && v[b - 1] >= hi) b--;
+            int step = (b - a + CG_EVAL_MAX_EBINS / 4 - 1) / (CG_EVAL_MAX_EBINS / 4) > 1 ? 3 : 1; /* decades */
+            int nb = 0;
+            for (int i = a; i < b && nb < CG_EVAL_MAX_EBINS; i += step, nb++) {
+                r->bins[nb].e_lo = v[i];
+                r->bins[nb].e_hi = v[i + step < b ? i + step : b];
+            }
+            r->nbins = nb;
+            snprintf(r->bins_rule, sizeof r->bins_rule, "%d energy bins on a %s log scale", nb,
+                     step == 1 ? "1-2-5" : "decade");
+        } else if (hi > lo) {
             double w = nice_step((hi - lo) / 5);
             double start = floor(lo / w) * w;
             int nb = (int)ceil((hi - start) / w - 1e-9);
@@ -576,7 +605,7 @@ static cg_status compare_bins(eval_state *E) {
             const cg_obs_meta *m = cg_obs_scalar(i);
             obs_from_meta(&B->obs[i], m, m->key, m->label, r->threshold_mev);
         }
-        if (cnt[0] < CG_DIST_MIN_VALUES || cnt[1] < CG_DIST_MIN_VALUES) {
+        if (cnt[0] < BIN_MIN_SHOWERS || cnt[1] < BIN_MIN_SHOWERS) {
             nskip++;
             continue;
         }
@@ -588,7 +617,7 @@ static cg_status compare_bins(eval_state *E) {
     }
     if (nskip)
         cg_eval_warn(r, "%d of %d conditioning bins have fewer than %d showers in a sample: no metrics there", nskip,
-                     r->nbins, CG_DIST_MIN_VALUES);
+                     r->nbins, BIN_MIN_SHOWERS);
 out:
     for (int k = 0; k < 2; k++) free(sel[k]), free(which[k]);
     return st;
