@@ -75,7 +75,8 @@ static void run(const char *name, float *ref, float *gen, const cg_cvox_info *in
     cg_eval_opts o;
     cg_eval_defaults(&o);
     o.seed = test_seed();
-    o.cls_max_per_class[1] = 1000; /* the voxel classifier: smaller, this is a test */
+    o.cls_epochs[0] = 12;           /* smaller classifiers than the defaults: a test */
+    o.cls_max_per_class[1] = 600;
     o.cls_epochs[1] = 3;
     char dir[300];
     snprintf(dir, sizeof dir, "%s/%s", tmpdir, name);
@@ -114,7 +115,9 @@ static void test_independent_and_shifted(void) {
     /* the independent sample: nothing stands out */
     for (int i = 0; i < NE; i++) CHECK_MSG(e0[i] < 0.05, "independent: %s SP %.4f", ENERGY[i], e0[i]);
     for (int i = 0; i < NS; i++) CHECK_MSG(s0[i] < 0.05, "independent: %s SP %.4f", SHAPE[i], s0[i]);
-    CHECK_MSG(fabs(a0[0] - 0.5) < 0.06 && fabs(a0[1] - 0.5) < 0.08, "independent: AUC %.4f %.4f", a0[0], a0[1]);
+    /* AUC of two samples from one distribution: standard deviation sqrt((n1+n2+1)/(12·n1·n2)),
+     * 0.02 for 400 + 400 validation showers (high-level), 0.04 for 120 + 120 (voxels): 4σ */
+    CHECK_MSG(fabs(a0[0] - 0.5) < 0.08 && fabs(a0[1] - 0.5) < 0.15, "independent: AUC %.4f %.4f", a0[0], a0[1]);
     /* the scaled one: E_vis/E_inc stands out (its resolution is about the shift), the other
      * energy observables move together (they are broad: the incident energy is flat in
      * 10-100 GeV), the shapes do not move at all */
