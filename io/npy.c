@@ -238,11 +238,13 @@ cg_tensor *cg_npy_load(const char *path, cg_device dev) {
 
     /* the shape must account for exactly the bytes after the header */
     int64_t avail = size - start - hlen, numel = 1;
-    bool too_big = false;
-    for (int i = 0; i < h.ndim; i++) {
-        if (h.shape[i] != 0 && numel > INT64_MAX / 8 / h.shape[i]) too_big = true;
+    bool too_big = false, empty = false;
+    for (int i = 0; i < h.ndim; i++) empty |= h.shape[i] == 0;
+    for (int i = 0; i < h.ndim && !empty; i++) {
+        if (numel > INT64_MAX / 8 / h.shape[i]) too_big = true;
         else numel *= h.shape[i];
     }
+    if (empty) numel = 0;
     char sh[160];
     cg_shape_str(h.ndim, h.shape, sh, sizeof sh);
     if (too_big) FAIL("shape %s is impossibly large (the file has %lld bytes of data)", sh, (long long)avail);
@@ -254,7 +256,12 @@ cg_tensor *cg_npy_load(const char *path, cg_device dev) {
              (long long)(avail - numel * item), sh, h.descr, (long long)(numel * item));
 
     t = cg_tensor_new(CG_CPU, h.ndim, h.shape);
-    if (!t) goto fail; /* out of memory: keep the tensor module's message */
+    if (!t) {
+        char why_mem[256];
+        snprintf(why_mem, sizeof why_mem, "%s", cg_last_error()); /* copy: the buffer is reused */
+        cg_set_error(CG_ERR_NOMEM, "%s: %s for an array of shape %s", path, why_mem, sh);
+        goto fail;
+    }
     float *dst = cg_data(t);
     if (item == 4) {
         if ((int64_t)fread(dst, 4, (size_t)numel, f) != numel) FAIL("read error in the data");
