@@ -103,6 +103,7 @@ typedef struct {
     int64_t n_low;
     int64_t *low_row;      /* event -> row of x_low, or -1 */
     int64_t *perm;         /* a random order of the events (classifier subsets) */
+    double raw_sum;        /* Σ of every cell before the threshold, MeV (a diagnostic) */
 } sample_data;
 
 static void sample_free(sample_data *s) {
@@ -262,6 +263,9 @@ static cg_status stream_sample(eval_state *E, int which, source *src, const int 
             const float *x = dense + i * nc;
             int64_t ev = first + i, row = S->low_row[ev];
             float *xl = row >= 0 && S->x_low ? S->x_low + row * nc : NULL;
+            double raw = 0;
+            for (int64_t j = 0; j < nc; j++) raw += x[j];
+            S->raw_sum += raw * to_mev;
             for (int64_t j = 0; j < nc; j++) {
                 float v = x[j] > thr ? (float)((double)x[j] * to_mev) : 0.0f;
                 if (xl) xl[j] = v;
@@ -364,6 +368,17 @@ static cg_status compute_distances(eval_state *E) {
     cg_eval_results *r = E->r;
     double thr_mev = r->threshold_mev;
     cg_status st = CG_OK;
+    /* showers with no hit: a model whose energies sit below the threshold shows up here */
+    int64_t nempty[2] = {0, 0};
+    for (int k = 0; k < 2; k++)
+        for (int64_t i = 0; i < E->s[k].n; i++) nempty[k] += E->s[k].values[i * E->nv + CG_OBS_E_VIS] == 0;
+    double fe[2] = {(double)nempty[0] / (double)E->s[0].n, (double)nempty[1] / (double)E->s[1].n};
+    if (fe[1] > 2 * fe[0] + 0.05)
+        cg_eval_warn(r, "%.1f%% of the generated showers have no cell above the threshold (%.3g MeV; reference: "
+                        "%.1f%%); the mean energy of a generated shower before the threshold is %.4g MeV (reference "
+                        "%.4g MeV)",
+                     100 * fe[1], thr_mev, 100 * fe[0], E->s[1].raw_sum / (double)E->s[1].n,
+                     E->s[0].raw_sum / (double)E->s[0].n);
     int64_t nmin = E->s[0].n < E->s[1].n ? E->s[0].n : E->s[1].n;
     if (nmin >= CG_DIST_MIN_VALUES && nmin < SMALL_SAMPLE)
         cg_eval_warn(r, "small samples (%lld showers): separation powers include a statistical floor of about "
