@@ -11,7 +11,8 @@
  *
  * The showers are random blobs (exponential in depth and radius, sparse hits), not physics:
  * the point is odd shapes, ties, zeros and NaN-producing events for the metric checks. The
- * generated file uses another seed and a 3 % larger, 10 % wider energy scale.
+ * generated file uses another seed and a 3 % larger, 10 % wider energy scale; the generated
+ * CaloGAN file also has NaN and infinite cells in every 50th shower.
  */
 #include <math.h>
 #include <stdio.h>
@@ -107,6 +108,10 @@ static int write_sample(const char *kind, uint64_t seed, int64_t n, const char *
                     if (tp) v = 0.05 * floor(v / 0.05 + 0.5); /* ties */
                     x[g->layer_offset[l] + (int64_t)r * L->cols + c] = (float)fmax(v, 0);
                 }
+        }
+        if (scale != 1.0 && !strcmp(kind, "calogan") && ev % 50 == 7) { /* a diverging generator */
+            x[ev % g->ncells] = NAN;
+            x[(ev * 7 + 3) % g->ncells] = INFINITY;
         }
         if (cg_cvox_write(w, 1, x, cond) != CG_OK) {
             fprintf(stderr, "eval_make_samples: %s\n", cg_last_error());

@@ -119,7 +119,7 @@ def observables(f, thr, e_inc):
     lay, cx, cy, cr, xyl, polar, z = cell_tables(f)
     nl = len(f["layers"])
     sh64 = sh.astype(np.float64)  # compare in double, as the C code (numpy would round thr to float32)
-    hit = sh64 > thr
+    hit = (sh64 > thr) & np.isfinite(sh64)  # NaN/inf cells count as empty
     E = np.where(hit, sh64 * to_mev, 0.0)
     out = {}
     e_vis = E.sum(1)

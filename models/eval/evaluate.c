@@ -103,7 +103,8 @@ typedef struct {
     int64_t n_low;
     int64_t *low_row;      /* event -> row of x_low, or -1 */
     int64_t *perm;         /* a random order of the events (classifier subsets) */
-    double raw_sum;        /* Σ of every cell before the threshold, MeV (a diagnostic) */
+    double raw_sum;        /* Σ of every finite cell before the threshold, MeV (a diagnostic) */
+    int64_t nonfinite, nonfinite_showers; /* NaN/inf cells (counted as empty) and their showers */
 } sample_data;
 
 static void sample_free(sample_data *s) {
@@ -264,10 +265,16 @@ static cg_status stream_sample(eval_state *E, int which, source *src, const int 
             int64_t ev = first + i, row = S->low_row[ev];
             float *xl = row >= 0 && S->x_low ? S->x_low + row * nc : NULL;
             double raw = 0;
-            for (int64_t j = 0; j < nc; j++) raw += x[j];
-            S->raw_sum += raw * to_mev;
+            int64_t bad = 0;
             for (int64_t j = 0; j < nc; j++) {
-                float v = x[j] > thr ? (float)((double)x[j] * to_mev) : 0.0f;
+                if (isfinite(x[j])) raw += x[j];
+                else bad++;
+            }
+            S->raw_sum += raw * to_mev;
+            S->nonfinite += bad;
+            S->nonfinite_showers += bad > 0;
+            for (int64_t j = 0; j < nc; j++) {
+                float v = cg_obs_is_hit(x[j], thr) ? (float)((double)x[j] * to_mev) : 0.0f;
                 if (xl) xl[j] = v;
                 if (v == 0) continue;
                 S->avg_sum[j] += v;
@@ -303,6 +310,9 @@ static cg_status stream_sample(eval_state *E, int which, source *src, const int 
             fprintf(stderr, "evaluate: %s: %lld / %lld events\n", src->name, (long long)(first + nb), (long long)n);
     }
     r->seconds_read += now_s() - t0;
+    if (S->nonfinite)
+        cg_eval_warn(r, "%s: %lld cells in %lld showers are NaN or infinite; they count as empty", src->name,
+                     (long long)S->nonfinite, (long long)S->nonfinite_showers);
     if (S->hits_truncated)
         cg_eval_warn(r, "%s has more than %lld hits: the cell energy spectrum uses the first %lld", src->name,
                      (long long)MAX_HITS, (long long)MAX_HITS);

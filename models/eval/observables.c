@@ -161,7 +161,7 @@ static double cell_e(const cg_obs_ctx *c, const float *cells, int l, int row, in
     if (c->polar[l] && L->rows >= 5) row = (row + L->rows) % L->rows;
     if (row < 0 || row >= L->rows || col < 0 || col >= L->cols) return 0;
     float v = cells[c->g.layer_offset[l] + (int64_t)row * L->cols + col];
-    return v > c->thr ? (double)v * c->to_mev : 0;
+    return cg_obs_is_hit(v, c->thr) ? (double)v * c->to_mev : 0;
 }
 
 void cg_obs_compute(const cg_obs_ctx *c, const float *cells, double e_inc_gev, double *v, double *radial) {
@@ -178,7 +178,7 @@ void cg_obs_compute(const cg_obs_ctx *c, const float *cells, double e_inc_gev, d
         int64_t arg = -1;
         for (int64_t i = g->layer_offset[l]; i < g->layer_offset[l + 1]; i++) {
             float raw = cells[i];
-            if (!(raw > c->thr)) continue; /* also drops NaN */
+            if (!cg_obs_is_hit(raw, c->thr)) continue;
             double e = (double)raw * c->to_mev;
             hits++;
             e_l += e;
@@ -248,7 +248,7 @@ void cg_obs_compute(const cg_obs_ctx *c, const float *cells, double e_inc_gev, d
         if (el[l] <= 0) continue;
         for (int64_t i = g->layer_offset[l]; i < g->layer_offset[l + 1]; i++) {
             float raw = cells[i];
-            if (!(raw > c->thr)) continue;
+            if (!cg_obs_is_hit(raw, c->thr)) continue;
             double e = (double)raw * c->to_mev;
             if (c->xy[l]) {
                 double dx = c->cx[i] - hx, dy = c->cy[i] - hy;

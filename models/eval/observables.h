@@ -64,6 +64,13 @@ typedef enum {
     CG_OBS_NSCALAR
 } cg_obs_id;
 
+/* The hit rule every observable uses: a finite stored value above the threshold (NaN and
+ * infinite cells, which a diverging generator can produce, count as empty; the evaluation
+ * counts them and warns). */
+static inline int cg_obs_is_hit(float raw, double threshold) {
+    return raw > threshold && raw <= 3.402823466e38f;
+}
+
 /* How the metrics bin an observable for the separation power (docs/metrics.md). */
 typedef enum {
     CG_BINS_LINEAR,    /* 50 bins over the reference's central range (quantile rule) */

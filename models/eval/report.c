@@ -153,7 +153,7 @@ void cg_colormap(double t, uint8_t rgb[3]) {
     /* viridis, sampled at nine points and interpolated linearly */
     static const uint8_t V[9][3] = {{68, 1, 84},    {71, 44, 122},  {59, 81, 139},   {44, 113, 142}, {33, 144, 141},
                                     {39, 173, 129}, {92, 200, 99},  {170, 220, 50},  {253, 231, 37}};
-    t = t < 0 ? 0 : t > 1 ? 1 : t;
+    t = !(t > 0) ? 0 : t > 1 ? 1 : t; /* NaN -> 0 */
     double u = t * 8;
     int i = (int)u;
     if (i > 7) i = 7;
@@ -817,7 +817,7 @@ static void html_single_events(sbuf *b, const cg_eval_results *r) {
             const float *x = r->single[k] + (int64_t)i * nc;
             double tot = 0;
             for (int64_t j = 0; j < nc; j++) {
-                e[j] = x[j] > r->threshold ? (double)x[j] * g->to_mev : 0;
+                e[j] = cg_obs_is_hit(x[j], r->threshold) ? (double)x[j] * g->to_mev : 0;
                 tot += e[j];
             }
             sb_printf(b, "<div class=\"ev\"><b>%s #%d</b> <span class=\"sub\">E<sub>vis</sub> = %.4g MeV",
