@@ -436,6 +436,61 @@ static void test_bad_inputs(void) {
     free(a.dense), free(a.cond), free(b.dense), free(b.cond), free(c.dense), free(c.cond);
 }
 
+/* A number after "key": in the JSON text, after the first occurrence of `after` */
+static double json_number(const char *js, const char *after, const char *key) {
+    const char *p = strstr(js, after);
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\": ", key);
+    p = p ? strstr(p, pat) : NULL;
+    return p ? strtod(p + strlen(pat), NULL) : NAN;
+}
+
+/* The same showers stored in GeV (cells / 1000, to_mev 1000) with the incident energy in
+ * MeV give the same MeV observables, the same default threshold and the same E_vis/E_inc. */
+static void test_units(void) {
+    int grid[3] = {5, 8, 8};
+    sim_sample a = simulate("custom", grid, 120, test_seed(), NAN, NAN);
+    sim_sample b = a;
+    int64_t nc = a.info.geom.ncells;
+    b.dense = malloc((size_t)(a.n * nc) * sizeof(float));
+    b.cond = malloc((size_t)(a.n * a.info.ncond) * sizeof(float));
+    for (int64_t i = 0; i < a.n * nc; i++) b.dense[i] = a.dense[i] / 1000.0f;
+    for (int64_t i = 0; i < a.n * a.info.ncond; i++) b.cond[i] = a.cond[i] * 1000.0f;
+    snprintf(b.info.geom.energy_unit, sizeof b.info.geom.energy_unit, "GeV");
+    b.info.geom.to_mev = 1000;
+    int ie = cg_cvox_cond_index(&b.info, "energy");
+    CHECK(ie >= 0);
+    snprintf(b.info.cond_unit[ie], CG_CVOX_NAME_LEN, "MeV");
+    cg_eval_sample ra = as_sample(&a, "mev"), rb = as_sample(&b, "gev");
+    cg_eval_opts o;
+    cg_eval_defaults(&o);
+    o.classifier[0] = o.classifier[1] = false;
+    char d1[300], d2[300], p[400];
+    snprintf(d1, sizeof d1, "%s/units_mev", tmpdir);
+    snprintf(d2, sizeof d2, "%s/units_gev", tmpdir);
+    CHECK(cg_evaluate_samples(&ra, &ra, d1, &o, NULL) == CG_OK);
+    CHECK(cg_evaluate_samples(&rb, &rb, d2, &o, NULL) == CG_OK);
+    snprintf(p, sizeof p, "%s/metrics.json", d1);
+    char *j1 = slurp(p);
+    snprintf(p, sizeof p, "%s/metrics.json", d2);
+    char *j2 = slurp(p);
+    CHECK(j1 && j2);
+    if (j1 && j2) {
+        NEAR(json_number(j2, "\"threshold\"", "mev"), json_number(j1, "\"threshold\"", "mev"), 1e-6);
+        NEAR(json_number(j2, "\"threshold\"", "value"), json_number(j1, "\"threshold\"", "value") / 1000, 1e-6);
+        const char *keys[] = {"\"e_vis\": {", "\"e_vis_over_e_inc\": {", "\"n_hits\": {", "\"e_max\": {",
+                              "\"cog_z\": {", "\"cell_energy\": {"};
+        for (int k = 0; k < 6; k++) {
+            double m1 = json_number(j1, keys[k], "mean_reference"), m2 = json_number(j2, keys[k], "mean_reference");
+            CHECK_MSG(isfinite(m1) && fabs(m1 - m2) <= 1e-5 * fabs(m1), "%s %.9g vs %.9g", keys[k], m1, m2);
+        }
+    }
+    /* files in different units are not compared silently */
+    CHECK(cg_evaluate_samples(&ra, &rb, d1, &o, NULL) == CG_ERR_INVALID && strstr(cg_last_error(), "units"));
+    free(j1), free(j2);
+    free(a.dense), free(a.cond), free(b.dense), free(b.cond);
+}
+
 int main(void) {
     test_seed();
     make_tmpdir();
@@ -447,6 +502,7 @@ int main(void) {
     TEST_RUN(test_png);
     TEST_RUN(test_sample_against_itself);
     TEST_RUN(test_bad_inputs);
+    TEST_RUN(test_units);
     remove_tmpdir();
     return test_summary();
 }
