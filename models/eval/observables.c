@@ -37,7 +37,7 @@ static const cg_obs_meta SCALARS[CG_OBS_NSCALAR] = {
     [CG_OBS_E1_E9] = {"e1_e9", "E1 / E9", "", CG_BINS_LINEAR, 0, 1, 0},
     [CG_OBS_E9_E21] = {"e9_e21", "E9 / E21", "", CG_BINS_LINEAR, 0, 1, 0},
 };
-static const cg_obs_meta LAYER = {"e_layer_", "energy in layer ", "MeV", CG_BINS_LOG, 0, INF_, 40};
+static const cg_obs_meta LAYER = {"e_layer_", "E in layer ", "MeV", CG_BINS_LOG, 0, INF_, 40};
 
 const cg_obs_meta *cg_obs_scalar(int i) { return i >= 0 && i < CG_OBS_NSCALAR ? &SCALARS[i] : NULL; }
 const cg_obs_meta *cg_obs_layer_meta(void) { return &LAYER; }

@@ -331,11 +331,11 @@ static void svg_plot(sbuf *b, const plot *p) {
 
     sb_printf(b, "<svg class=\"plot\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" role=\"img\">", p->w, p->h,
               p->w, p->h);
-    sb_printf(b, "<text x=\"%.1f\" y=\"13\" class=\"pt\">", ml);
+    sb_printf(b, "<text x=\"8\" y=\"13\" class=\"pt\">");
     sb_esc(b, p->title);
     sb_printf(b, "</text>");
     if (p->note) {
-        sb_printf(b, "<text x=\"%.1f\" y=\"25\" class=\"pn\">", ml);
+        sb_printf(b, "<text x=\"8\" y=\"25\" class=\"pn\">");
         sb_esc(b, p->note);
         sb_printf(b, "</text>");
     }
@@ -445,9 +445,9 @@ static void plot_obs(sbuf *b, const cg_eval_obs *o, int w, int h, bool logy) {
         int64_t in = d->n_ref - d->out_ref;
         double gout = d->n_gen ? (double)d->out_gen / (double)d->n_gen : 0;
         if (d->n_ref > 0 && in < 0.9 * (double)d->n_ref) /* CaloChallenge's log bins drop zeros */
-            snprintf(title, sizeof title, "%s (%.3g%% of ref. in range)", o->label, 100.0 * in / (double)d->n_ref);
+            snprintf(title, sizeof title, "%s (%.2g%% of ref. in range)", o->label, 100.0 * in / (double)d->n_ref);
         else if (gout > 0.05)
-            snprintf(title, sizeof title, "%s (%.3g%% of gen. outside)", o->label, 100.0 * gout);
+            snprintf(title, sizeof title, "%s (%.2g%% of gen. outside)", o->label, 100.0 * gout);
     } else {
         snprintf(note, sizeof note, "%s", d->note[0] ? d->note : "no metrics");
     }
@@ -949,7 +949,7 @@ cg_status cg_report_write_html(const cg_eval_results *r, const char *path) {
     sb_printf(&b, "<h2>Energy per layer</h2>");
     html_legend(&b);
     sb_printf(&b, "<div class=\"grid\">");
-    for (int l = 0; l < r->nlayers; l++) plot_obs(&b, &r->layer[l], 240, 200, true);
+    for (int l = 0; l < r->nlayers; l++) plot_obs(&b, &r->layer[l], 250, 200, true);
     sb_printf(&b, "</div>");
 
     sb_printf(&b, "<h2>Average shower per layer</h2>");
