@@ -780,6 +780,53 @@ static void html_profiles(sbuf *b, const cg_eval_results *r) {
     free(x);
 }
 
+/* The energy response: the mean visible energy (linearity) and its relative spread
+ * (resolution) per bin of incident energy, both samples — the first thing a physicist asks
+ * of a calorimeter, and of a model of one. */
+static void html_response(sbuf *b, const cg_eval_results *r) {
+    int n = 0;
+    for (int i = 0; i < r->nbins; i++) n += r->bins[i].computed && !r->bins[i].has_theta;
+    if (n < 2) {
+        sb_printf(b, "<p class=\"sub\">Needs at least two incident-energy bins with enough showers.</p>");
+        return;
+    }
+    double *x = malloc((size_t)n * 5 * sizeof(double) * 2);
+    if (!x) {
+        b->oom = 1;
+        return;
+    }
+    double *mean[2] = {x + n, x + 2 * n}, *sem[2] = {x + 3 * n, x + 4 * n};
+    double *res[2] = {x + 5 * n, x + 6 * n}, *rerr[2] = {x + 7 * n, x + 8 * n};
+    int k = 0;
+    for (int i = 0; i < r->nbins; i++) {
+        const cg_eval_bin *B = &r->bins[i];
+        if (!B->computed || B->has_theta) continue;
+        const cg_dist *d = &B->obs[CG_OBS_E_VIS].d;
+        x[k] = 0.5 * (B->e_lo + B->e_hi);
+        double m[2] = {d->mean_ref, d->mean_gen}, sd[2] = {d->std_ref, d->std_gen};
+        int64_t cnt[2] = {d->n_ref, d->n_gen};
+        for (int s = 0; s < 2; s++) {
+            double nn = cnt[s] > 1 ? (double)cnt[s] : 2;
+            mean[s][k] = m[s];
+            sem[s][k] = sd[s] / sqrt(nn);
+            res[s][k] = m[s] > 0 ? sd[s] / m[s] : NAN;
+            rerr[s][k] = m[s] > 0 ? res[s][k] / sqrt(2 * (nn - 1)) : NAN; /* error of a Gaussian's σ/μ */
+        }
+        k++;
+    }
+    plot p = {"linearity", "mean visible energy per bin of incident energy (error: its standard error)",
+              "E_inc [GeV]", "E_vis [MeV]", n, NULL, x, {mean[0], mean[1]}, {sem[0], sem[1]}, {NULL, NULL},
+              false, false, 440, 320};
+    plot q = {"resolution", "σ(E_vis) / ⟨E_vis⟩ per bin of incident energy", "E_inc [GeV]", "σ / mean", n, NULL, x,
+              {res[0], res[1]}, {rerr[0], rerr[1]}, {NULL, NULL}, false, false, 440, 320};
+    sb_printf(b, "<div class=\"grid\"><figure>");
+    svg_plot(b, &p);
+    sb_printf(b, "</figure><figure>");
+    svg_plot(b, &q);
+    sb_printf(b, "</figure></div>");
+    free(x);
+}
+
 static void html_average_images(sbuf *b, const cg_eval_results *r) {
     const cg_geometry *g = &r->info.geom;
     sb_printf(b, "<p>");
@@ -930,6 +977,12 @@ cg_status cg_report_write_html(const cg_eval_results *r, const char *path) {
     sb_printf(&b, "<div class=\"grid\">");
     for (int i = 0; i < CG_OBS_NSCALAR; i++) plot_obs(&b, &r->scalar[i], 300, 250, false);
     sb_printf(&b, "</div>");
+
+    if (r->has_energy) {
+        sb_printf(&b, "<h2>Energy response</h2>");
+        html_legend(&b);
+        html_response(&b, r);
+    }
 
     sb_printf(&b, "<h2>Profiles</h2>");
     html_legend(&b);
