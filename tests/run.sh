@@ -6,7 +6,7 @@
 # Tests exit 77 (skipped) where they cannot run here, e.g. the GPU tests without a GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash tools/setup.sh
+CG_TEST_DEPS=1 bash tools/setup.sh
 meson test -C build --print-errorlogs --num-processes "$(nproc)"
 
 if [ "${CG_SKIP_SANITIZERS:-0}" != 1 ]; then
