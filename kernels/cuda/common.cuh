@@ -32,8 +32,10 @@
 
 #include <stdint.h>
 
+extern "C" { /* the C headers of core/ have no C++ guards */
 #include "core/backend.h"
 #include "core/error.h"
+}
 #include "kernels/cuda/cuda.h"
 
 namespace CG_CUDA_NS {

@@ -16,7 +16,9 @@
 #include "kernels/cuda/kernels.cuh"
 
 #ifdef CG_CUDA_EMU
+extern "C" {
 #include "core/rng.h"
+}
 /* The three cuRAND device functions used here, as cuRAND defines them (curand_kernel.h,
  * curand_philox4x32_x.h), on top of the CPU's Philox block. */
 static inline uint4 curand_Philox4x32_10(uint4 c, uint2 k) {

@@ -70,7 +70,7 @@ struct Device {
     int id;
     cudaDeviceProp prop;
     cudaStream_t stream; /* the default compute stream */
-    char reason[256];
+    char reason[320];
 };
 Device g_dev;
 std::once_flag g_dev_once;
@@ -199,7 +199,7 @@ void init_device() {
         return;
     }
     if (d.prop.major < 8) {
-        snprintf(d.reason, sizeof d.reason, "%s has compute capability %d.%d; calograd's kernels need 8.0 or newer",
+        snprintf(d.reason, sizeof d.reason, "%.200s has compute capability %d.%d; calograd's kernels need 8.0 or newer",
                  d.prop.name, d.prop.major, d.prop.minor);
         return;
     }

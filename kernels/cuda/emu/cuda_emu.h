@@ -233,7 +233,7 @@ enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
 struct cudaDeviceProp {
     char name[256];
     size_t totalGlobalMem, sharedMemPerBlock, sharedMemPerBlockOptin;
-    int multiProcessorCount, major, minor, l2CacheSize, warpSize, maxThreadsPerBlock;
+    int multiProcessorCount, major, minor, l2CacheSize, maxThreadsPerBlock;
 };
 
 const char *cudaGetErrorString(cudaError_t e);

@@ -34,10 +34,11 @@ namespace {
 const size_t kStack = 256 * 1024;
 const int kMaxThreads = 1024;
 
+/* Plain arrays, never destroyed: the stacks stay reachable until exit (LeakSanitizer). */
 ucontext_t g_sched;
-std::vector<Fiber> g_fibers(kMaxThreads);
-std::vector<ucontext_t> g_uc(kMaxThreads);
-std::vector<char *> g_stacks(kMaxThreads, nullptr);
+Fiber g_fibers[kMaxThreads];
+ucontext_t g_uc[kMaxThreads];
+char *g_stacks[kMaxThreads];
 const std::function<void()> *g_body;
 std::map<const void *, int> g_max_smem;
 std::vector<unsigned char> g_smem;
@@ -337,7 +338,6 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d) {
     p->major = 9;
     p->minor = 0;
     p->l2CacheSize = 50 << 20;
-    p->warpSize = 32;
     p->maxThreadsPerBlock = 1024;
     return cudaSuccess;
 }
