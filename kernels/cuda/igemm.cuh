@@ -318,7 +318,7 @@ template <class Op, int BM, int BN> void igemm_launch_mode(const Op &op, int64_t
 /* The tile the launcher picks for M rows (ops size their split-K and workspaces with
  * it): the height follows M, the width is always 128. */
 static inline int igemm_tile_m(int64_t M) { return M > 64 ? 128 : M > 32 ? 64 : M > 16 ? 32 : M > 8 ? 16 : 8; }
-static inline int igemm_tile_n(int64_t M) { return 128; }
+static inline int igemm_tile_n(int64_t) { return 128; }
 
 /* Run op over an M x N product on gz grid layers (batch x splits), in the current math
  * mode. M and N must be >= 1, gz in 1..65535. */
