@@ -464,6 +464,54 @@ static void test_math_modes_accuracy(void) {
     free(hdy);
 }
 
+/* Every tile shape (8, 16, 32, 64, 128 rows) in every math mode, with odd sizes, K tails,
+ * transposes, batches and beta, against double accumulation. */
+static void test_math_modes_every_tile(void) {
+    const double bound[3] = {1e-5, 2e-3, 1.5e-2};
+    int64_t Ms[5] = {5, 12, 20, 40, 100};
+    for (int mi = 0; mi < 5; mi++)
+        for (int mode = 0; mode < 3; mode++) {
+            int64_t M = Ms[mi], N = 150, K = 203, batch = 2;
+            int ta = (mi + mode) & 1, tb = ((mi + mode) >> 1) & 1;
+            int64_t lda = ta ? M : K, ldb = tb ? K : N, sA = M * K, sB = K * N, sC = M * N;
+            float *a = h_rand(sA * batch, -1, 1), *b = h_rand(sB * batch, -1, 1), *c0 = h_rand(sC * batch, -1, 1);
+            float *want = malloc((size_t)(sC * batch) * sizeof(float));
+            memcpy(want, c0, (size_t)(sC * batch) * sizeof(float));
+            cg_ref_gemm(ta, tb, M, N, K, 0.5f, a, lda, sA, b, ldb, sB, 0.25f, want, N, sC, batch);
+            float *da = d_up(a, sA * batch), *db = d_up(b, sB * batch), *dc = d_up(c0, sC * batch);
+            cg_set_math_mode((cg_math_mode)mode);
+            G->gemm(ta, tb, M, N, K, 0.5f, da, lda, sA, db, ldb, sB, 0.25f, dc, N, sC, batch);
+            cg_set_math_mode(CG_MATH_FP32);
+            float *got = d_down(dc, sC * batch);
+            double e = t_rel_err(got, want, sC * batch);
+            CHECK_MSG(e <= bound[mode], "gemm M %lld ta %d tb %d mode %d: rel err %.3g", (long long)M, ta, tb, mode, e);
+            free(got);
+            G->free(da); G->free(db); G->free(dc);
+            free(a); free(b); free(c0); free(want);
+            /* conv forward and backward-data with Co = M output channels */
+            cg_conv_desc c = {.N = 2, .Ci = 7, .Co = (int)M, .in = {6, 7, 5}, .k = {3, 3, 3}, .stride = {2, 1, 1},
+                              .pad = {1, 1, 1}};
+            for (int d = 0; d < 3; d++) c.out[d] = (c.in[d] + 2 * c.pad[d] - c.k[d]) / c.stride[d] + 1;
+            int64_t nx = 2 * 7 * 210, nw = M * 7 * 27, ny = 2 * M * c.out[0] * c.out[1] * c.out[2];
+            float *hx = h_rand(nx, -1, 1), *hw = h_rand(nw, -1, 1), *hy = h_rand(ny, -1, 1);
+            float *ry = malloc((size_t)ny * sizeof(float)), *rx = malloc((size_t)nx * sizeof(float));
+            cg_ref_conv_fwd(ry, hx, hw, NULL, &c);
+            cg_ref_conv_bwd_data(rx, hy, hw, &c);
+            float *x = d_up(hx, nx), *w = d_up(hw, nw), *dy = d_up(hy, ny), *y = G->alloc(ny * 4), *dx = G->alloc(nx * 4);
+            cg_set_math_mode((cg_math_mode)mode);
+            G->conv_fwd(y, x, w, NULL, &c);
+            G->conv_bwd_data(dx, dy, w, &c);
+            cg_set_math_mode(CG_MATH_FP32);
+            float *gy = d_down(y, ny), *gx = d_down(dx, nx);
+            CHECK_MSG(t_rel_err(gy, ry, ny) <= bound[mode], "conv fwd Co %lld mode %d: rel err %.3g", (long long)M,
+                      mode, t_rel_err(gy, ry, ny));
+            CHECK_MSG(t_rel_err(gx, rx, nx) <= bound[mode], "conv bwd-data Ci %d mode %d: rel err %.3g", c.Ci, mode,
+                      t_rel_err(gx, rx, nx));
+            free(gy); free(gx); free(hx); free(hw); free(hy); free(ry); free(rx);
+            G->free(x); G->free(w); G->free(dy); G->free(y); G->free(dx);
+        }
+}
+
 int main(void) {
     test_seed();
 #ifdef CG_CUDA_EMU
@@ -495,5 +543,6 @@ int main(void) {
     TEST_RUN(test_streams);
     TEST_RUN(test_bitwise_reproducible);
     TEST_RUN(test_math_modes_accuracy);
+    TEST_RUN(test_math_modes_every_tile);
     return test_summary();
 }

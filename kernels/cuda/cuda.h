@@ -32,6 +32,10 @@
 #define cg_cuda_set_stream cg_cuda_set_stream_emu
 #define cg_cuda_stream_handle cg_cuda_stream_handle_emu
 #define cg_cuda_curand_reference cg_cuda_curand_reference_emu
+#define cg_cuda_timer_new cg_cuda_timer_new_emu
+#define cg_cuda_timer_free cg_cuda_timer_free_emu
+#define cg_cuda_timer_start cg_cuda_timer_start_emu
+#define cg_cuda_timer_stop cg_cuda_timer_stop_emu
 #endif
 
 #ifdef __cplusplus
@@ -69,6 +73,13 @@ void cg_cuda_stream_free(cg_cuda_stream *s);  /* synchronises it first */
 cg_cuda_stream *cg_cuda_set_stream(cg_cuda_stream *s);
 /* The cudaStream_t behind s (NULL: the default compute stream), for events in benches. */
 void *cg_cuda_stream_handle(cg_cuda_stream *s);
+
+/* GPU time on this thread's stream, between two CUDA events (benchmarks). */
+typedef struct cg_cuda_timer cg_cuda_timer;
+cg_cuda_timer *cg_cuda_timer_new(void);            /* NULL without a GPU */
+void cg_cuda_timer_free(cg_cuda_timer *t);
+void cg_cuda_timer_start(cg_cuda_timer *t);        /* records the start event */
+float cg_cuda_timer_stop(cg_cuda_timer *t);        /* records the end, waits: ms between */
 
 /* Test hook: fill the device buffer out with n uniform floats drawn the documented way
  * with cuRAND's stateful device API (curand_init(seed, 0, 4*counter) then curand()),

@@ -289,6 +289,10 @@ struct cg_cuda_stream {
     cudaStream_t s;
 };
 
+struct cg_cuda_timer {
+    cudaEvent_t a, b;
+};
+
 extern "C" {
 
 const cg_backend *cg_cuda_backend(void) {
@@ -350,5 +354,30 @@ cg_cuda_stream *cg_cuda_set_stream(cg_cuda_stream *s) {
 }
 
 void *cg_cuda_stream_handle(cg_cuda_stream *s) { return s ? (void *)s->s : (void *)g_dev.stream; }
+
+cg_cuda_timer *cg_cuda_timer_new(void) {
+    if (!cg_cuda_backend()) return nullptr;
+    cg_cuda_timer *t = new cg_cuda_timer;
+    CUDA_CHECK(cudaEventCreateWithFlags(&t->a, cudaEventDefault));
+    CUDA_CHECK(cudaEventCreateWithFlags(&t->b, cudaEventDefault));
+    return t;
+}
+
+void cg_cuda_timer_free(cg_cuda_timer *t) {
+    if (!t) return;
+    CUDA_CHECK(cudaEventDestroy(t->a));
+    CUDA_CHECK(cudaEventDestroy(t->b));
+    delete t;
+}
+
+void cg_cuda_timer_start(cg_cuda_timer *t) { CUDA_CHECK(cudaEventRecord(t->a, cur_stream())); }
+
+float cg_cuda_timer_stop(cg_cuda_timer *t) {
+    float ms = 0.0f;
+    CUDA_CHECK(cudaEventRecord(t->b, cur_stream()));
+    CUDA_CHECK(cudaEventSynchronize(t->b));
+    CUDA_CHECK(cudaEventElapsedTime(&ms, t->a, t->b));
+    return ms;
+}
 
 } /* extern "C" */
