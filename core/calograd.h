@@ -18,5 +18,8 @@
 #include "core/tensor.h"
 #include "autograd/tape.h"
 #include "autograd/ops.h"
+#include "models/module.h"
+#include "models/optim.h"
+#include "models/checkpoint.h"
 
 #endif

@@ -62,4 +62,41 @@ cg_status cg_cvox_finish(cg_cvox_writer *w);
 /* Discard: remove the temporary file; frees w. */
 void cg_cvox_abort(cg_cvox_writer *w);
 
+/* ---- additions to the contract above (io/cvox.c) ---- */
+
+/* Open a file whose writer did not finish (no valid index at the end, e.g. the
+ * "<name>.partial.<pid>" a crashed writer leaves): scan the chunks from the start and keep
+ * every complete chunk whose CRCs check; stop at the first that does not. A complete file
+ * opens as with cg_cvox_open. *dropped_bytes (may be NULL) gets the bytes ignored. */
+cg_cvox_reader *cg_cvox_open_salvage(const char *path, int64_t *dropped_bytes);
+/* Size of the open file in bytes. */
+int64_t cg_cvox_file_size(const cg_cvox_reader *r);
+
+/* Chunk-level access, for streaming readers (io/loader.c) and tools. A loaded chunk holds
+ * one chunk's decompressed (still sparse) events; it does not depend on the reader once
+ * loaded, and cg_cvox_chunk_event may run on several threads at once. */
+typedef struct cg_cvox_chunk cg_cvox_chunk;
+int64_t cg_cvox_nchunks(const cg_cvox_reader *r);
+/* Events [*first, *first + *n) are in chunk `chunk`. */
+void cg_cvox_chunk_span(const cg_cvox_reader *r, int64_t chunk, int64_t *first, int64_t *n);
+cg_cvox_chunk *cg_cvox_chunk_load(cg_cvox_reader *r, int64_t chunk);
+/* Event k of the chunk (0 <= k < its count) as dense float32 (ncells; may be NULL) and its
+ * conditioning values (ncond; may be NULL). Fails on corrupted index data. */
+cg_status cg_cvox_chunk_event(const cg_cvox_chunk *c, int64_t k, float *dense, float *cond);
+/* Number of non-zero cells stored for event k of the chunk. */
+int64_t cg_cvox_chunk_nhits(const cg_cvox_chunk *c, int64_t k);
+/* Bytes of memory the chunk holds (for memory budgets). */
+size_t cg_cvox_chunk_bytes(const cg_cvox_chunk *c);
+void cg_cvox_chunk_free(cg_cvox_chunk *c);
+
+/* zlib level of a writer's chunks, 1 (fast) .. 9 (small); the default is CG_CVOX_LEVEL. */
+#define CG_CVOX_LEVEL 6
+void cg_cvox_set_level(cg_cvox_writer *w, int level);
+
+/* The header block (FORMAT.md §2) as bytes, to carry a .cvox description inside another
+ * file (the HDF5 export). encode returns the bytes needed and writes them when cap allows;
+ * decode checks every length and reports problems naming `what`. */
+size_t cg_cvox_info_encode(const cg_cvox_info *info, int events_per_chunk, uint8_t *buf, size_t cap);
+cg_status cg_cvox_info_decode(cg_cvox_info *info, const uint8_t *buf, size_t len, const char *what);
+
 #endif
