@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """bench/gpu_torch.py — PyTorch's side of issue 4's GPU benchmark, and the merged report.
 
-    python3 bench/gpu_torch.py run --json bench/results/gpu_torch.json [--modes fp32,tf32,bf16]
+    python3 bench/gpu_torch.py run --json bench/results/gpu_torch.json [--modes fp32,tf32,bf16] [--smoke]
     python3 bench/gpu_torch.py report --calograd C.json --torch T.json --out bench/results/gpu.json
 
 `run` times the very cases of bench/gpu_bench.c with PyTorch on the same GPU: eager mode,
@@ -10,6 +10,9 @@ off (torch.backends.cuda.matmul.allow_tf32 = cudnn.allow_tf32 = False), tf32 (bo
 bf16 (autocast). It also measures the GPU's ceilings: fp32, tf32 and bf16 matrix products
 (8192^3, random data) and a device-to-device copy (bytes read + written). Timing: CUDA
 events around each repetition, medians after warm-up, as gpu_bench.
+
+`run --smoke` uses tiny sizes and one repetition, and runs on the CPU when PyTorch sees no
+GPU: a check of this script (it was checked so, on the CPU, before any GPU run).
 
 `report` pairs the two result files case by case and prints one table (ms, TFLOP/s, % of
 the measured peak of the mode, PyTorch ms / calograd ms), then the issue's goals with
@@ -56,9 +59,18 @@ def run(args):
     import torch.nn as nn
     import torch.nn.functional as F
 
-    dev = torch.device("cuda")
+    if not torch.cuda.is_available() and not args.smoke:
+        sys.exit("gpu_torch.py: no GPU visible to PyTorch")
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.backends.cudnn.benchmark = True
+    sm = args.smoke  # tiny sizes, one run: checks this script (on the CPU too), not the GPU
+    if sm:
+        args.warmup, args.reps = 0, 1
     results = []
+
+    def empty_cache():
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
 
     def set_mode(mode):
         tf32 = mode == "tf32"
@@ -66,13 +78,18 @@ def run(args):
         torch.backends.cudnn.allow_tf32 = tf32
 
     def autocast(mode):
-        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=(mode == "bf16"))
+        return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=(mode == "bf16"))
 
     def time_ms(fn):
         for _ in range(args.warmup):
             fn()
         ts = []
         for _ in range(args.reps):
+            if dev.type == "cpu":
+                t = time.perf_counter()
+                fn()
+                ts.append(1e3 * (time.perf_counter() - t))
+                continue
             a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             a.record()
             fn()
@@ -88,7 +105,7 @@ def run(args):
 
     # ---- ceilings ----
     peaks = {}
-    n = 8192
+    n = 256 if sm else 8192
     for mode, dtype in (("fp32", torch.float32), ("tf32", torch.float32), ("bf16", torch.bfloat16)):
         set_mode(mode)
         a = torch.randn(n, n, device=dev, dtype=dtype)
@@ -97,21 +114,23 @@ def run(args):
         peaks[mode + "_tflops"] = 2 * n ** 3 / ms / 1e9
         del a, b
     set_mode("fp32")
-    src = torch.randn(1 << 30, device=dev)  # 4 GiB
+    src = torch.randn(1 << (20 if sm else 30), device=dev)  # 4 GiB
     dst = torch.empty_like(src)
     ms = time_ms(lambda: dst.copy_(src))
     peaks["copy_tbps"] = 2 * src.numel() * 4 / ms / 1e9
     del src, dst
-    torch.cuda.empty_cache()
+    empty_cache()
     print("ceilings: fp32 %.1f TFLOP/s, tf32 %.1f, bf16 %.1f, copy %.2f TB/s"
           % (peaks["fp32_tflops"], peaks["tf32_tflops"], peaks["bf16_tflops"], peaks["copy_tbps"]))
 
     cases = args.cases.split(",")
     # ---- layer suite ----
     if "layers" in cases:
-        N = 64
+        N = 1 if sm else 64
         print("\nlayer suite, batch %d" % N)
         for name, tr, ci, co, k, s, p, d in LAYERS:
+            if sm:
+                d = d // 3 if d // 3 > k else k + 1
             out = (d - 1) * s - 2 * p + k if tr else (d + 2 * p - k) // s + 1
             x = torch.randn(N, ci, d, d, d, device=dev, requires_grad=True)
             w = (0.1 * torch.randn(*((ci, co) if tr else (co, ci)), k, k, k, device=dev)).requires_grad_()
@@ -141,7 +160,7 @@ def run(args):
                 record("layers", name, mode, "fwd", f, flops, N)
                 record("layers", name, mode, "fwd+bwd", fb, 3 * flops, N)
             del x, w, gy, gy16
-            torch.cuda.empty_cache()
+            empty_cache()
 
     # ---- BIB-AE decoder + post-processor ----
     class Decoder(nn.Module):
@@ -201,7 +220,7 @@ def run(args):
         dec, pp = Decoder().to(dev).eval(), PostProcess().to(dev).eval()
         fps = bibae_flops_per_shower()
         print("\nBIB-AE decoder + post-processor generation (%.2f GFLOP per shower)" % (fps / 1e9))
-        for Bn in (100, 1000):
+        for Bn in ((1, 2) if sm else (100, 1000)):
             z = torch.randn(Bn, 512, device=dev)
             E = 10 + 90 * torch.rand(Bn, 1, device=dev)
 
@@ -215,14 +234,14 @@ def run(args):
                     ms = time_ms(gen)
                 print("generate_b%-12d %-5s %9.2f ms  %.4f ms/shower" % (Bn, mode, ms, ms / Bn))
                 record("generate", "generate_b%d" % Bn, mode, "batch", ms, fps * Bn, Bn)
-            torch.cuda.empty_cache()
+            empty_cache()
         del dec, pp
-        torch.cuda.empty_cache()
+        empty_cache()
 
     if "pp_train" in cases:
         pp = PostProcess().to(dev)
         opt = torch.optim.Adam(pp.parameters(), lr=5e-4, betas=(0.5, 0.9))
-        Bn = 64
+        Bn = 1 if sm else 64
         x = torch.rand(Bn, 1, 30, 30, 30, device=dev)
         E = 10 + 90 * torch.rand(Bn, 1, device=dev)
         target = torch.rand(Bn, 1, 30, 30, 30, device=dev)
@@ -242,7 +261,7 @@ def run(args):
             print("%-22s %-5s %9.2f ms" % ("pp_train_b64", mode, ms))
             record("train", "pp_train_b64", mode, "step", ms, 3 * fwd, Bn)
         del pp, opt, x, target
-        torch.cuda.empty_cache()
+        empty_cache()
 
     if "critic" in cases:
         class Critic(nn.Module):
@@ -258,7 +277,7 @@ def run(args):
 
         D = Critic().to(dev)
         opt = torch.optim.Adam(D.parameters(), lr=1e-4, betas=(0.5, 0.9))
-        Bn = 64
+        Bn = 2 if sm else 64
         real = torch.rand(Bn, 1, 30, 30, 30, device=dev)
         fake = torch.rand(Bn, 1, 30, 30, 30, device=dev)
 
@@ -281,7 +300,8 @@ def run(args):
             record("train", "critic_gp_b64", mode, "step", ms, 0, Bn)
 
     out = dict(tool="pytorch", torch=torch.__version__, cudnn=torch.backends.cudnn.version(),
-               gpu=torch.cuda.get_device_name(0), command=" ".join(sys.argv), peaks=peaks, results=results)
+               gpu=torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu", command=" ".join(sys.argv),
+               peaks=peaks, results=results)
     if args.json:
         write_json(args.json, out)
 
@@ -374,6 +394,7 @@ def main():
     r.add_argument("--cases", default="layers,generate,pp_train,critic")
     r.add_argument("--warmup", type=int, default=3)
     r.add_argument("--reps", type=int, default=10)
+    r.add_argument("--smoke", action="store_true", help="tiny sizes, one run (runs on the CPU too)")
     m = sub.add_parser("report", help="merge calograd's and PyTorch's results")
     m.add_argument("--calograd", required=True)
     m.add_argument("--torch", required=True)
