@@ -16,9 +16,10 @@
  *     accumulating in fp32, on a warp tile of MI x NI fragments;
  *   - the accumulators go through shared memory (Cs[BM][BN+4]) so that the op's epilogue
  *     writes coalesced rows and can reduce along them (the layer-norm statistics).
- * Tile shapes are picked by M (the channel count in every conv: 1 to 192): 128, 64, 32,
- * 16 or 8 rows by 128 columns (one B column per thread for the loads); the 8-row tile
- * computes in fp32 whatever the math mode (such layers are memory-bound). Split-K is the op's business (it maps blockIdx.z to a K range
+ * Tile shapes are picked by M (the channel count in every conv: 1 to 192): 128 or 64 rows
+ * by 128 columns, 32, 16 or 8 rows by 256 columns (either way one B column per thread for
+ * the loads); the 8-row tile computes in fp32 whatever the math mode (such layers are
+ * memory-bound). Split-K is the op's business (it maps blockIdx.z to a K range
  * and writes partials that a fixed-order pass adds: deterministic).
  *
  * The op interface (see GemmOp in matmul.cu for the simplest one). The op itself is a
@@ -61,7 +62,7 @@ template <int BM_, int BN_, int MODE> struct Cfg {
     static constexpr size_t MAIN_SMEM = (size_t)2 * BK * (LDA + LDB) * sizeof(float);
     static constexpr size_t EPI_SMEM = (size_t)BM * LDC * sizeof(float);
     static constexpr size_t SMEM = MAIN_SMEM > EPI_SMEM ? MAIN_SMEM : EPI_SMEM;
-    static_assert(BN == 128, "a thread's B column is tid % BN, one per thread");
+    static_assert(BN == 128 || BN == 256, "a thread's B column is tid % BN, one per thread");
     static_assert(TX * TY == THREADS && TM * TY == BM && TM >= 1, "fp32 thread tile");
 };
 
@@ -316,9 +317,10 @@ template <class Op, int BM, int BN> void igemm_launch_mode(const Op &op, int64_t
 }
 
 /* The tile the launcher picks for M rows (ops size their split-K and workspaces with
- * it): the height follows M, the width is always 128. */
+ * it): the height follows M; the width is 128, or 256 for the short tiles (32 rows or
+ * fewer), whose threads then hold 4·8, 2·8, 1·8 accumulators instead of half that. */
 static inline int igemm_tile_m(int64_t M) { return M > 64 ? 128 : M > 32 ? 64 : M > 16 ? 32 : M > 8 ? 16 : 8; }
-static inline int igemm_tile_n(int64_t) { return 128; }
+static inline int igemm_tile_n(int64_t M) { return M > 32 ? 128 : 256; }
 
 /* Run op over an M x N product on gz grid layers (batch x splits), in the current math
  * mode. M and N must be >= 1, gz in 1..65535. */
@@ -328,9 +330,9 @@ template <class Op> void igemm_launch(const Op &op, int64_t M, int64_t N, unsign
     switch (igemm_tile_m(M)) {
     case 128: igemm_launch_mode<Op, 128, 128>(op, M, N, gz, mode); break;
     case 64: igemm_launch_mode<Op, 64, 128>(op, M, N, gz, mode); break;
-    case 32: igemm_launch_mode<Op, 32, 128>(op, M, N, gz, mode); break;
-    case 16: igemm_launch_mode<Op, 16, 128>(op, M, N, gz, mode); break;
-    default: igemm_launch_mode<Op, 8, 128>(op, M, N, gz, mode); break;
+    case 32: igemm_launch_mode<Op, 32, 256>(op, M, N, gz, mode); break;
+    case 16: igemm_launch_mode<Op, 16, 256>(op, M, N, gz, mode); break;
+    default: igemm_launch_mode<Op, 8, 256>(op, M, N, gz, mode); break;
     }
 }
 
