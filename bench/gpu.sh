@@ -38,8 +38,9 @@ if command -v meson >/dev/null; then MESON=(meson)
 elif python3 -c 'import mesonbuild' 2>/dev/null; then MESON=(python3 -m mesonbuild.mesonmain)
 else echo "no meson (neither the command nor Python's mesonbuild)"; exit 2; fi
 
+CCX=$(command -v "${CC:-cc}" || command -v gcc || command -v clang) || { echo "no C compiler"; exit 2; }
 # zlib's headers, from a carried .deb when the image has none
-if ! echo '#include <zlib.h>' | cc -E - >/dev/null 2>&1; then
+if ! echo '#include <zlib.h>' | "$CCX" -E - >/dev/null 2>&1; then
   deb=$(ls .deps/zlib1g-dev*.deb 2>/dev/null | head -1)
   if [ -z "$deb" ]; then echo "zlib.h missing and no .deps/zlib1g-dev*.deb to unpack (see the header of this script)"; exit 2; fi
   mkdir -p .deps/root && dpkg -x "$deb" .deps/root
