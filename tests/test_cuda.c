@@ -472,12 +472,12 @@ static void test_math_modes_accuracy(void) {
     free(hdy);
 }
 
-/* Every tile shape (8, 16, 32, 64, 128 rows) in every math mode, with odd sizes, K tails,
+/* Every tile shape (4, 8, 16, 32, 64, 128 rows) in every math mode, with odd sizes, K tails,
  * transposes, batches and beta, against double accumulation. */
 static void test_math_modes_every_tile(void) {
     const double bound[3] = {1e-5, 2e-3, 1.5e-2};
-    int64_t Ms[5] = {5, 12, 20, 40, 100};
-    for (int mi = 0; mi < 5; mi++)
+    int64_t Ms[6] = {3, 5, 12, 20, 40, 100};
+    for (int mi = 0; mi < 6; mi++)
         for (int mode = 0; mode < 3; mode++) {
             int64_t M = Ms[mi], N = 150, K = 203, batch = 2;
             int ta = (mi + mode) & 1, tb = ((mi + mode) >> 1) & 1;

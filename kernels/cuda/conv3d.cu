@@ -363,12 +363,12 @@ void conv_bwd_weight(float *dw, const float *x, const float *dy, const cg_conv_d
     op.P = P;
     op.R = R;
     op.ncol = ncol;
-    int64_t splits = igemm_splits(c->Co, ncol, R, 1, 65535);
+    int64_t splits = igemm_splits(c->Co, ncol, R, 1, 65535, igemm_tile_n_narrow(c->Co, ncol));
     op.chunk = igemm_chunk(R, splits);
     splits = ceil_div(R, op.chunk);
     op.splits = (int)splits;
     op.partial = splits > 1 ? (float *)ws_alloc((size_t)(splits * nw) * sizeof(float)) : nullptr;
-    igemm_launch(op, c->Co, ncol, (unsigned)splits);
+    igemm_launch_narrow(op, c->Co, ncol, (unsigned)splits);
     if (splits > 1) {
         CG_LAUNCH(splits_sum_kernel, grid_for(nw), kThreads, 0, dw, op.partial, nw, (int)splits);
         ws_free(op.partial);

@@ -317,10 +317,15 @@ template <class Op, int BM, int BN> void igemm_launch_mode(const Op &op, int64_t
 }
 
 /* The tile the launcher picks for M rows (ops size their split-K and workspaces with
- * it): the height follows M; the width is 128, or 256 for the short tiles (32 rows or
- * fewer), whose threads then hold 4·8, 2·8, 1·8 accumulators instead of half that. */
-static inline int igemm_tile_m(int64_t M) { return M > 64 ? 128 : M > 32 ? 64 : M > 16 ? 32 : M > 8 ? 16 : 8; }
+ * it): the height follows M (a 4-row tile for M <= 4: the 1-channel layers); the width is
+ * 128, or 256 for the short tiles (32 rows or fewer), whose threads then hold 4·8, 2·8,
+ * 1·8, 1·4 accumulators instead of half that. */
+static inline int igemm_tile_m(int64_t M) {
+    return M > 64 ? 128 : M > 32 ? 64 : M > 16 ? 32 : M > 8 ? 16 : M > 4 ? 8 : 4;
+}
 static inline int igemm_tile_n(int64_t M) { return M > 32 ? 128 : 256; }
+/* The width igemm_launch_narrow picks: 128 also for short tiles when N <= 128. */
+static inline int igemm_tile_n_narrow(int64_t M, int64_t N) { return N <= 128 ? 128 : igemm_tile_n(M); }
 
 /* Run op over an M x N product on gz grid layers (batch x splits), in the current math
  * mode. M and N must be >= 1, gz in 1..65535. */
@@ -332,14 +337,33 @@ template <class Op> void igemm_launch(const Op &op, int64_t M, int64_t N, unsign
     case 64: igemm_launch_mode<Op, 64, 128>(op, M, N, gz, mode); break;
     case 32: igemm_launch_mode<Op, 32, 256>(op, M, N, gz, mode); break;
     case 16: igemm_launch_mode<Op, 16, 256>(op, M, N, gz, mode); break;
-    default: igemm_launch_mode<Op, 8, 256>(op, M, N, gz, mode); break;
+    case 8: igemm_launch_mode<Op, 8, 256>(op, M, N, gz, mode); break;
+    default: igemm_launch_mode<Op, 4, 256>(op, M, N, gz, mode); break;
+    }
+}
+
+/* igemm_launch for products that may have few columns (the weight gradient of a conv with
+ * 1 to 4 input channels: N = Ci·k³ = 27 or 64): 128-wide tiles then, which halves the idle
+ * columns of the 256-wide ones. A separate entry so that only the ops that need these
+ * extra kernels compile them. */
+template <class Op> void igemm_launch_narrow(const Op &op, int64_t M, int64_t N, unsigned gz) {
+    if (N > 128 || M > 32) {
+        igemm_launch(op, M, N, gz);
+        return;
+    }
+    CG_ASSERT(M >= 1 && N >= 1 && gz >= 1 && gz <= 65535);
+    int mode = (int)cg_get_math_mode();
+    switch (igemm_tile_m(M)) {
+    case 32: igemm_launch_mode<Op, 32, 128>(op, M, N, gz, mode); break;
+    case 16: igemm_launch_mode<Op, 16, 128>(op, M, N, gz, mode); break;
+    default: igemm_launch_mode<Op, 8, 128>(op, M, N, gz, mode); break; /* M <= 8 */
     }
 }
 
 /* Split-K: how many K slices (each a multiple of 16 long) so that about two waves of
  * blocks fill the GPU; 1 when the tiles alone do. */
-static inline int64_t igemm_splits(int64_t M, int64_t N, int64_t K, int64_t layers, int64_t max_splits) {
-    int64_t tiles = ceil_div(M, igemm_tile_m(M)) * ceil_div(N, igemm_tile_n(M)) * layers;
+static inline int64_t igemm_splits(int64_t M, int64_t N, int64_t K, int64_t layers, int64_t max_splits, int bn = 0) {
+    int64_t tiles = ceil_div(M, igemm_tile_m(M)) * ceil_div(N, bn ? bn : igemm_tile_n(M)) * layers;
     int64_t want = (int64_t)sm_count() * 2;
     if (tiles >= want || K <= 64) return 1;
     int64_t s = ceil_div(want, tiles), by_k = K / 64; /* >= 4 steps of BK per slice */
