@@ -2,6 +2,7 @@
 # tools/setup.sh — install what calograd needs (Debian 12; apt-get as root) and build it.
 # Idempotent: installs only what is missing, reconfigures only when needed.
 #   bash tools/setup.sh            -> build/ (release), build/tools/calograd
+# CG_MESON_OPTIONS (e.g. "-Dcuda=disabled") is passed to meson when configuring.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,8 +29,11 @@ if command -v python3 >/dev/null && ! python3 -c 'import numpy, scipy, h5py' 2>/
     || echo "calograd setup: numpy/scipy/h5py not installed; the tests that compare with them will skip" >&2
 fi
 
+# shellcheck disable=SC2086  # CG_MESON_OPTIONS is a list of options
 if [ ! -f build/build.ninja ]; then
-  meson setup build --buildtype=release >/dev/null
+  meson setup build --buildtype=release ${CG_MESON_OPTIONS:-} >/dev/null
+elif [ -n "${CG_MESON_OPTIONS:-}" ]; then
+  meson configure build ${CG_MESON_OPTIONS} >/dev/null
 fi
 ninja -C build >/dev/null
 echo "calograd setup: built build/tools/calograd"
