@@ -17,10 +17,11 @@
  *   - the accumulators go through shared memory (Cs[BM][BN+4]) so that the op's epilogue
  *     writes coalesced rows and can reduce along them (the layer-norm statistics).
  * Tile shapes are picked by M (the channel count in every conv: 1 to 192): 128 or 64 rows
- * by 128 columns, 32, 16 or 8 rows by 256 columns (either way one B column per thread for
- * the loads); the 8-row tile computes in fp32 whatever the math mode (such layers are
- * memory-bound). Split-K is the op's business (it maps blockIdx.z to a K range
- * and writes partials that a fixed-order pass adds: deterministic).
+ * by 128 columns, 32, 16, 8 or 4 rows by 256 columns (either way one B column per thread
+ * for the loads; igemm_launch_narrow also offers 128-wide short tiles for narrow N); tiles
+ * under 16 rows compute in fp32 whatever the math mode (such layers are memory-bound).
+ * Split-K is the op's business (it maps blockIdx.z to a K range and writes partials that
+ * a fixed-order pass adds: deterministic).
  *
  * The op interface (see GemmOp in matmul.cu for the simplest one). The op itself is a
  * kernel parameter and stays constant; what a thread works out once lives in its
