@@ -220,6 +220,50 @@ static void case_reduce(const cg_backend *be) {
     }
 }
 
+/* Reductions and broadcasts on the shapes a training step has (the AVX2 kernels take
+ * large inputs; small ones go to the reference): a bias gradient (sum over N and the
+ * voxels), a sum over the batch, a total, a sum over rows of odd length; per-channel and
+ * per-voxel broadcasts. */
+static void case_reduce_binary_more(const cg_backend *be) {
+    static const int64_t shapes[][5] = {{3, 5, 9, 10, 11}, {4, 1, 7, 30, 30}, {50, 1, 1, 1, 2001}, {1, 1, 1, 1, 70001},
+                                        {2, 3, 5, 7, 311}};
+    static const unsigned axes[] = {0x1D, 0x01, 0x01, 0x1F, 0x10, 0x0A, 0x15};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+        for (size_t ai = 0; ai < sizeof axes / sizeof axes[0]; ai++) {
+            int64_t n = cg_shape_numel(5, shapes[si]), no = 1;
+            if (n < 32768) continue;
+            for (int i = 0; i < 5; i++) no *= ((axes[ai] >> i) & 1u) ? 1 : shapes[si][i];
+            float *x = h_rand(n, -1, 1);
+            char shape[96];
+            snprintf(shape, sizeof shape, "%lldx%lldx%lldx%lldx%lld axes 0x%x", (long long)shapes[si][0],
+                     (long long)shapes[si][1], (long long)shapes[si][2], (long long)shapes[si][3],
+                     (long long)shapes[si][4], axes[ai]);
+            ON_BOTH(be, no, 1e-5, 1e-6, "reduce_sum", shape, {
+                float *dx = a_up(A, x, n), *o = a_out(A, no);
+                A->be->reduce_sum(o, dx, 5, shapes[si], axes[ai]);
+                a_down(A, res, o, no);
+            });
+            free(x);
+        }
+    /* (B, C, V) op (1, C, 1), (B, C, V) op (1, 1, V), (B, C, V) op (B, C, V) */
+    int64_t B = 3, C = 5, V = 1003, n = B * C * V;
+    cg_bcast_desc ds[3] = {
+        {.ndim = 3, .shape = {B, C, V}, .sa = {C * V, V, 1}, .sb = {0, 1, 0}},
+        {.ndim = 3, .shape = {B, C, V}, .sa = {C * V, V, 1}, .sb = {0, 0, 1}},
+        {.ndim = 3, .shape = {B, C, V}, .sa = {0, 0, 1}, .sb = {C * V, V, 1}},
+    };
+    float *a = h_rand(n, -2, 2), *b = h_rand(n, 0.5f, 2);
+    for (int i = 0; i < 3; i++)
+        for (int op = 0; op < CG_B_NUM; op++)
+            ON_BOTH(be, n, 0, 0, "binary (bit-identical)", "", {
+                float *da = a_up(A, a, n), *db = a_up(A, b, n), *o = a_out(A, n);
+                A->be->binary((cg_binary_op)op, o, da, db, &ds[i]);
+                a_down(A, res, o, n);
+            });
+    free(a);
+    free(b);
+}
+
 static void case_gemm(const cg_backend *be) {
     for (int trial = 0; trial < 10; trial++) {
         int ta = irand(0, 1), tb = irand(0, 1);
@@ -240,6 +284,34 @@ static void case_gemm(const cg_backend *be) {
             a_down(A, res, dc, nC);
         });
         g_flops_checked += 2.0 * M * N * K * batch;
+        free(a);
+        free(b);
+        free(c0);
+    }
+}
+
+/* Linear-layer shapes: x·Wᵀ with long rows and a K that is not a multiple of 8, and the
+ * two backward products, with N not a multiple of 8 (the staged tail). */
+static void case_gemm_linear(const cg_backend *be) {
+    static const int64_t shapes[][5] = {
+        /* ta, tb, M, N, K */
+        {0, 1, 5, 37, 1001}, {0, 0, 5, 1001, 37}, {1, 0, 37, 1001, 5}, {1, 1, 9, 13, 17}, {0, 0, 1, 3, 1},
+        {0, 1, 64, 24, 2000},
+    };
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        int ta = (int)shapes[i][0], tb = (int)shapes[i][1];
+        int64_t M = shapes[i][2], N = shapes[i][3], K = shapes[i][4];
+        int64_t lda = ta ? M : K, ldb = tb ? K : N, ldc = N;
+        float *a = h_rand(M * K, -1, 1), *b = h_rand(K * N, -1, 1), *c0 = h_rand(M * N, -1, 1);
+        float beta = i % 2 ? 0.5f : 0.0f;
+        char shape[96];
+        snprintf(shape, sizeof shape, "M%lld N%lld K%lld ta%d tb%d", (long long)M, (long long)N, (long long)K, ta, tb);
+        ON_BOTH(be, M * N, 1e-5, 1e-6, "gemm", shape, {
+            float *da = a_up(A, a, M * K), *db = a_up(A, b, K * N), *dc = a_up(A, c0, M * N);
+            A->be->gemm(ta, tb, M, N, K, 0.75f, da, lda, 0, db, ldb, 0, beta, dc, ldc, 0, 1);
+            a_down(A, res, dc, M * N);
+        });
+        g_flops_checked += 2.0 * M * N * K;
         free(a);
         free(b);
         free(c0);
@@ -307,6 +379,57 @@ static void case_conv(const cg_backend *be) {
         }
         conv_case(be, c);
     }
+}
+
+/* More conv shapes for the AVX2 kernels (issue 3): the layer suite's channel counts,
+ * kernels and strides at reduced extent and batch 1, channel counts that are not
+ * multiples of 8, padding edges (0, k-1, k and more), 1x1 kernels whose voxel count is and
+ * is not a multiple of 8, rows wider than one register tile, 2-D convs, and a stride the
+ * AVX2 backward-data hands to the reference (4). The full-size layer suite runs in the
+ * slow test (case_conv_layer_suite). */
+static void case_conv_more(const cg_backend *be) {
+    /* the layer suite, extents 30 -> 11, 15 -> 7, 25 -> 9, batch 1 */
+    conv_case(be, conv_desc(1, 1, 32, 11, 11, 11, 4, 4, 4, 2, 2, 2, 1, 1, 1));
+    conv_case(be, conv_desc(1, 32, 32, 11, 11, 11, 3, 3, 3, 1, 1, 1, 1, 1, 1));
+    conv_case(be, conv_desc(1, 32, 64, 11, 11, 11, 4, 4, 4, 2, 2, 2, 1, 1, 1));
+    conv_case(be, conv_desc(1, 64, 64, 7, 7, 7, 3, 3, 3, 1, 1, 1, 1, 1, 1));
+    conv_case(be, conv_desc(1, 32, 64, 14, 14, 14, 4, 4, 4, 2, 2, 2, 1, 1, 1)); /* ct4s2 64->32, 7 -> 14 */
+    conv_case(be, conv_desc(1, 1, 32, 11, 11, 11, 3, 3, 3, 1, 1, 1, 1, 1, 1));  /* ct3 32->1 */
+    conv_case(be, conv_desc(1, 2, 128, 11, 11, 11, 1, 1, 1, 1, 1, 1, 0, 0, 0)); /* k1, 1331 voxels */
+    conv_case(be, conv_desc(1, 128, 128, 8, 8, 8, 1, 1, 1, 1, 1, 1, 0, 0, 0));  /* k1, 512 voxels: in place */
+    conv_case(be, conv_desc(1, 8, 8, 9, 9, 9, 5, 5, 5, 1, 1, 1, 2, 2, 2));
+    /* channel counts that are not multiples of 8 */
+    conv_case(be, conv_desc(2, 3, 5, 8, 9, 10, 3, 3, 3, 1, 1, 1, 1, 1, 1));
+    conv_case(be, conv_desc(1, 7, 9, 11, 10, 9, 4, 4, 4, 2, 2, 2, 1, 1, 1));
+    conv_case(be, conv_desc(2, 13, 11, 10, 10, 10, 3, 3, 3, 3, 3, 3, 1, 1, 1));
+    conv_case(be, conv_desc(1, 9, 3, 10, 8, 12, 2, 2, 2, 2, 2, 2, 0, 0, 0));
+    conv_case(be, conv_desc(1, 5, 7, 9, 9, 9, 5, 5, 5, 1, 1, 1, 2, 2, 2));
+    /* padding edges: none (valid), k-1 (full), k and beyond (zero borders) */
+    conv_case(be, conv_desc(1, 4, 6, 7, 8, 9, 3, 3, 3, 1, 1, 1, 0, 0, 0));
+    conv_case(be, conv_desc(1, 4, 6, 5, 6, 7, 3, 3, 3, 1, 1, 1, 2, 2, 2));
+    conv_case(be, conv_desc(1, 3, 5, 4, 5, 6, 3, 3, 3, 2, 1, 2, 3, 4, 3));
+    conv_case(be, conv_desc(2, 6, 4, 5, 5, 5, 1, 1, 1, 1, 1, 1, 1, 1, 1));
+    conv_case(be, conv_desc(1, 5, 6, 7, 7, 7, 4, 4, 4, 2, 2, 2, 2, 2, 2));   /* BIB-AE encoder p2 */
+    /* 1x1 with stride 2; wide rows (several tiles per row); a 2-D conv; stride 4 */
+    conv_case(be, conv_desc(1, 6, 10, 8, 9, 10, 1, 1, 1, 2, 2, 2, 0, 0, 0));
+    conv_case(be, conv_desc(1, 3, 4, 3, 4, 70, 3, 3, 3, 1, 1, 1, 1, 1, 1));
+    conv_case(be, conv_desc(2, 5, 6, 1, 12, 13, 1, 3, 3, 1, 1, 1, 0, 1, 1));
+    conv_case(be, conv_desc(1, 4, 3, 9, 9, 9, 4, 4, 4, 4, 4, 4, 0, 0, 0));
+    /* anisotropic strides and kernels */
+    conv_case(be, conv_desc(1, 3, 5, 9, 10, 11, 3, 2, 4, 1, 2, 3, 1, 0, 2));
+}
+
+/* The issue's layer suite at full extent, batch 1 (slow: the reference is plain loops). */
+static void case_conv_layer_suite(const cg_backend *be) {
+    conv_case(be, conv_desc(1, 1, 32, 30, 30, 30, 4, 4, 4, 2, 2, 2, 1, 1, 1));
+    conv_case(be, conv_desc(1, 32, 32, 30, 30, 30, 3, 3, 3, 1, 1, 1, 1, 1, 1));
+    conv_case(be, conv_desc(1, 32, 64, 30, 30, 30, 4, 4, 4, 2, 2, 2, 1, 1, 1));
+    conv_case(be, conv_desc(1, 64, 64, 15, 15, 15, 3, 3, 3, 1, 1, 1, 1, 1, 1));
+    conv_case(be, conv_desc(1, 32, 64, 30, 30, 30, 4, 4, 4, 2, 2, 2, 1, 1, 1)); /* ct4s2 64->32, 15 -> 30 */
+    conv_case(be, conv_desc(1, 1, 32, 30, 30, 30, 3, 3, 3, 1, 1, 1, 1, 1, 1));  /* ct3 32->1 */
+    conv_case(be, conv_desc(1, 2, 128, 30, 30, 30, 1, 1, 1, 1, 1, 1, 0, 0, 0));
+    conv_case(be, conv_desc(1, 128, 128, 30, 30, 30, 1, 1, 1, 1, 1, 1, 0, 0, 0));
+    conv_case(be, conv_desc(1, 8, 8, 25, 25, 25, 5, 5, 5, 1, 1, 1, 2, 2, 2));
 }
 
 static void case_layernorm(const cg_backend *be) {
@@ -378,10 +501,14 @@ static void case_pointwise(const cg_backend *be) {
         int64_t B = irand(1, 3), V = irand(1, 700);
         int Ci = irand(1, 40), Co = irand(1, 40);
         if (trial == 0) { B = 2; V = 27000; Ci = 128; Co = 128; } /* the post-processor's shape */
+        if (trial == 1) { B = 1; V = 1000; Ci = 1; Co = 128; }    /* its first layer */
+        if (trial == 2) { B = 2; V = 300; Ci = 128; Co = 1; }     /* its last layer */
         int norm = irand(0, 1) || trial == 0, act = irand(0, 1), stats = irand(0, 1), bb = irand(0, 1);
         float *x = h_rand(B * Ci * V, -2, 2), *w = h_rand((int64_t)Co * Ci, -0.5f, 0.5f), *bias = h_rand(Co, -1, 1);
         float *xm = h_rand(B * Ci, -0.5f, 0.5f), *xr = h_rand(B * Ci, 0.5f, 2), *g = h_rand(V, 0.5f, 1.5f);
         float *bt = h_rand(V, -1, 1), *bpb = h_rand(B * Co, -1, 1);
+        if (trial == 3) /* outputs with a mean far from zero: statistics without cancellation */
+            for (int co = 0; co < Co; co++) bias[co] = 1000.0f + bias[co];
         int64_t ny = B * Co * V;
         ON_BOTH(be, ny + 2 * B * Co, 2e-5, 1e-6, "pointwise_layer", "", {
             float *dx = a_up(A, x, B * Ci * V), *dw = a_up(A, w, (int64_t)Co * Ci), *db = a_up(A, bias, Co);
@@ -437,13 +564,105 @@ static void test_all_kernels(void) {
     case_unary(g_be);
     case_binary_strided(g_be);
     case_reduce(g_be);
+    case_reduce_binary_more(g_be);
     case_gemm(g_be);
+    case_gemm_linear(g_be);
     case_conv(g_be);
+    case_conv_more(g_be);
     case_layernorm(g_be);
     case_sort(g_be);
     case_pointwise(g_be);
     case_optim(g_be);
 }
+
+/* Same inputs, same results, bit for bit: with 1, 2 and 3 threads and on a repeat (the
+ * trainer's --resume test relies on it). Conv passes, the per-voxel layer with its
+ * statistics, both GEMM paths and the other kernels with a reduction. */
+static int64_t det_run(const cg_backend *be, int threads, float *out) {
+    cg_threads_set(threads);
+    static uint64_t seed;
+    if (!seed) seed = test_seed() ^ 0xde7;
+    cg_rng r = cg_rng_make(seed);
+    int64_t n = 0;
+#define DET_RAND(p, cnt) cg_philox_fill_uniform((p), (cnt), seed, cg_rng_take(&r, (cnt)), -1.0f, 1.0f)
+    float *buf = malloc(sizeof(float) * 400000);
+    cg_conv_desc cs[2] = {conv_desc(2, 16, 12, 13, 12, 14, 3, 3, 3, 1, 1, 1, 1, 1, 1),
+                          conv_desc(3, 8, 16, 14, 14, 14, 4, 4, 4, 2, 2, 2, 1, 1, 1)};
+    for (int i = 0; i < 2; i++) {
+        cg_conv_desc c = cs[i];
+        for (int d = 0; d < 3; d++) c.out[d] = (c.in[d] + 2 * c.pad[d] - c.k[d]) / c.stride[d] + 1;
+        int64_t nx = c.N * c.Ci * c.in[0] * c.in[1] * c.in[2], ny = c.N * c.Co * c.out[0] * c.out[1] * c.out[2];
+        int64_t nw = (int64_t)c.Co * c.Ci * c.k[0] * c.k[1] * c.k[2];
+        float *x = buf, *w = x + nx, *dy = w + nw;
+        CG_ASSERT(nx + nw + ny < 400000);
+        DET_RAND(x, nx);
+        DET_RAND(w, nw);
+        DET_RAND(dy, ny);
+        be->conv_fwd(out + n, x, w, NULL, &c);
+        n += ny;
+        be->conv_bwd_data(out + n, dy, w, &c);
+        n += nx;
+        be->conv_bwd_weight(out + n, x, dy, &c);
+        n += nw;
+    }
+    {
+        int64_t B = 2, V = 3000, Ci = 40, Co = 33;
+        float *x = buf, *w = x + B * Ci * V, *st = w + Co * Ci;
+        DET_RAND(x, B * Ci * V);
+        DET_RAND(w, Co * Ci);
+        DET_RAND(st, 2 * B * Ci);
+        for (int64_t i = 0; i < B * Ci; i++) st[B * Ci + i] = 1.5f + st[B * Ci + i];
+        be->pointwise_layer(out + n, out + n + B * Co * V, out + n + B * Co * V + B * Co, x, st, st + B * Ci, NULL,
+                            NULL, 1, 0.01f, w, NULL, NULL, B, (int)Ci, (int)Co, V, 1e-5f);
+        n += B * Co * V + 2 * B * Co;
+    }
+    for (int tb = 0; tb < 2; tb++) {
+        int64_t M = 7, N = 33, K = 3001;
+        float *a = buf, *b = a + M * K;
+        DET_RAND(a, M * K + K * N);
+        be->gemm(0, tb, M, N, K, 1.0f, a, K, 0, b, tb ? K : N, 0, 0.0f, out + n, N, 0, 1);
+        n += M * N;
+    }
+    {
+        int64_t rows = 5, cols = 27001, shape[2] = {rows, cols};
+        float *x = buf, *dy = x + rows * cols;
+        DET_RAND(x, 2 * rows * cols);
+        be->reduce_sum(out + n, x, 2, shape, 2u);
+        n += rows;
+        be->layernorm_fwd(out + n, out + n + rows * cols, out + n + rows * cols + rows, x, NULL, NULL, rows, cols, 1e-5f);
+        float *mean = out + n + rows * cols, *rstd = mean + rows;
+        n += rows * cols + 2 * rows;
+        be->layernorm_bwd(out + n, out + n + rows * cols, out + n + rows * cols + cols, dy, x, mean, rstd, x, rows, cols);
+        n += rows * cols + 2 * cols;
+    }
+#undef DET_RAND
+    free(buf);
+    cg_threads_set(0);
+    return n;
+}
+
+static void test_deterministic(void) {
+    if (g_be->device != CG_CPU) return; /* the thread count is a CPU matter */
+    enum { MAXN = 2000000 };
+    float *first = malloc(MAXN * sizeof(float)), *again = malloc(MAXN * sizeof(float));
+    int64_t n = det_run(g_be, 1, first);
+    CG_ASSERT(n <= MAXN);
+    static const int threads[] = {2, 3, 2};
+    for (int i = 0; i < 3; i++) {
+        memset(again, 0, (size_t)n * sizeof(float));
+        det_run(g_be, threads[i], again);
+        int64_t bad = -1;
+        for (int64_t j = 0; j < n && bad < 0; j++)
+            if (memcmp(first + j, again + j, sizeof(float)) != 0) bad = j;
+        CHECK_MSG(bad < 0, "%s: results differ between 1 and %d threads (element %lld of %lld: %.9g vs %.9g)",
+                  g_be->name, threads[i], (long long)bad, (long long)n, bad >= 0 ? first[bad] : 0.0,
+                  bad >= 0 ? again[bad] : 0.0);
+    }
+    free(first);
+    free(again);
+}
+
+static void test_conv_layer_suite(void) { case_conv_layer_suite(g_be); }
 
 /* The fused layer equals the unfused ops it replaces (conv k1 -> layer norm -> leaky). */
 static void test_pointwise_matches_unfused(void) {
@@ -477,9 +696,11 @@ static void test_pointwise_matches_unfused(void) {
     cg_tensor_free(x); cg_tensor_free(w); cg_tensor_free(g); cg_tensor_free(b); cg_tensor_free(bias);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     REF = cg_backend_cpu_ref();
-    TEST_RUN(test_pointwise_matches_unfused);
+    /* --layer-suite: only the full-size layer suite of issue 3 (the slow test) */
+    int layer_suite = argc > 1 && strcmp(argv[1], "--layer-suite") == 0;
+    if (!layer_suite) TEST_RUN(test_pointwise_matches_unfused);
     const cg_backend *list[8];
     int n = cg_backend_list(list, 8);
     int others = 0;
@@ -488,7 +709,12 @@ int main(void) {
         others++;
         g_be = list[i];
         printf("backend %s\n", g_be->name);
+        if (layer_suite) {
+            TEST_RUN(test_conv_layer_suite);
+            continue;
+        }
         TEST_RUN(test_all_kernels);
+        TEST_RUN(test_deterministic);
     }
     if (!others) {
         printf("only the reference kernels are present: nothing to compare\n");

@@ -1,0 +1,196 @@
+/*
+ * kernels/cpu/avx2_pointwise.c — the fused per-voxel layer (core/backend.h, pointwise_layer)
+ * with AVX2+FMA: the BIB-AE post-processor's building block.
+ *
+ * Work unit: one sample × one block of VB voxels. The block's input is normalised (layer
+ * norm with the previous layer's statistics, per-voxel gamma/beta) and activated (leaky
+ * ReLU) into a small per-thread buffer A (Ci × VB, about 48 KB for 128 channels), which
+ * stays in L1/L2 while the broadcast tiles (avx2_tile.h) multiply it by the (Co × Ci)
+ * weights and write the block's Co output rows. So the normalised activations never go to
+ * memory, and each 128-channel output block is read back for its statistics while it is
+ * still in cache: per block and channel, the sum and the sum of squared deviations from
+ * the block mean. The blocks are combined at the end in block order (Chan's parallel
+ * formula, in double), so the statistics are deterministic and do not suffer the
+ * cancellation of Σy² - (Σy)²/n.
+ *
+ * What the layer norm does not allow: the statistics of a layer's output are known only
+ * after the whole layer, so each 128-channel output is written once to memory and read
+ * once by the next layer.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/threads.h"
+#include "kernels/cpu/avx2.h"
+#include "kernels/cpu/avx2_tile.h"
+#include "kernels/cpu/avx2_util.h"
+
+#define VB 192 /* voxels per block: 24 vectors */
+
+typedef struct {
+    float *y;
+    const float *x, *x_mean, *x_rstd, *gamma, *beta;
+    int act;
+    float slope;
+    int64_t B, V, nblk;
+    int Ci, Co, R, TV;       /* tile: R output channels × TV vectors */
+    const float *wp;         /* packed weights (ceil(Co/R) blocks of Ci × R) */
+    const int32_t *off;      /* (Ci) row offsets in A */
+    const float *bsum;       /* (B, Co rounded up to R) bias + per-sample bias */
+    float *scratch;          /* per worker: Ci × VB */
+    double *stats;           /* (B, nblk, Co, 2): block sum, block M2; NULL when not wanted */
+} pw_job;
+
+/* A[ci][0 .. nv) = act(norm(x[b][ci][v0 ..])), zero past nv. */
+static void load_block(const pw_job *J, float *A, int64_t b, int64_t v0, int nv) {
+    const __m256 zero = _mm256_setzero_ps(), slope = _mm256_set1_ps(J->slope);
+    for (int ci = 0; ci < J->Ci; ci++) {
+        const float *xr = J->x + (b * J->Ci + ci) * J->V + v0;
+        float *ar = A + (int64_t)ci * VB;
+        __m256 m = zero, r = zero;
+        if (J->x_mean) {
+            m = _mm256_set1_ps(J->x_mean[b * J->Ci + ci]);
+            r = _mm256_set1_ps(J->x_rstd[b * J->Ci + ci]);
+        }
+        /* the next block's row, so that 128 short streams do not each wait on memory */
+        if (v0 + 2 * VB <= J->V)
+            for (int v = 0; v < VB; v += 16) _mm_prefetch((const char *)(xr + VB + v), _MM_HINT_T1);
+        for (int v = 0; v < VB; v += 8) {
+            int n = nv - v;
+            if (n <= 0) {
+                _mm256_storeu_ps(ar + v, zero);
+                continue;
+            }
+            __m256i mk = cg_avx2_mask(n >= 8 ? 8 : n);
+            __m256 t = n >= 8 ? _mm256_loadu_ps(xr + v) : _mm256_maskload_ps(xr + v, mk);
+            if (J->x_mean) {
+                t = _mm256_mul_ps(_mm256_sub_ps(t, m), r);
+                if (J->gamma) t = _mm256_mul_ps(t, n >= 8 ? _mm256_loadu_ps(J->gamma + v0 + v)
+                                                          : _mm256_maskload_ps(J->gamma + v0 + v, mk));
+                if (J->beta) t = _mm256_add_ps(t, n >= 8 ? _mm256_loadu_ps(J->beta + v0 + v)
+                                                         : _mm256_maskload_ps(J->beta + v0 + v, mk));
+            }
+            if (J->act) t = _mm256_blendv_ps(t, _mm256_mul_ps(t, slope), _mm256_cmp_ps(t, zero, _CMP_LE_OQ));
+            if (n < 8) t = _mm256_and_ps(t, _mm256_castsi256_ps(mk));
+            _mm256_storeu_ps(ar + v, t);
+        }
+    }
+}
+
+static void pw_task(void *ctx, int64_t b0, int64_t e0, int worker) {
+    const pw_job *J = ctx;
+    float *A = J->scratch + (int64_t)worker * J->Ci * VB;
+    const int64_t nrb = (J->Co + J->R - 1) / J->R, corow = nrb * J->R;
+    for (int64_t it = b0; it < e0; it++) {
+        int64_t b = it / J->nblk, blk = it % J->nblk, v0 = blk * VB;
+        int nv = (int)(J->V - v0 < VB ? J->V - v0 : VB);
+        load_block(J, A, b, v0, nv);
+        for (int64_t rb = 0; rb < nrb; rb++) {
+            int R = (int)(J->Co - rb * J->R < J->R ? J->Co - rb * J->R : J->R);
+            for (int p0 = 0; p0 < nv; p0 += 8 * J->TV) {
+                int nvec = (nv - p0 + 7) / 8, TV = nvec < J->TV ? nvec : J->TV;
+                cg_bcast_tile t = {
+                    .x = A + p0,
+                    .off = J->off,
+                    .wp = J->wp + rb * J->R * J->Ci,
+                    .K = J->Ci,
+                    .wps = J->R,
+                    .xrs = 0,
+                    .y = J->y + (b * J->Co + rb * J->R) * J->V + v0 + p0,
+                    .ycs = J->V,
+                    .yrs = 0,
+                    .yws = 1,
+                    .nw = nv - p0 < 8 * TV ? nv - p0 : 8 * TV,
+                    .bias = J->bsum + b * corow + rb * J->R,
+                };
+                cg_avx2_bcast_tile(R, 1, TV, &t);
+            }
+        }
+        if (!J->stats) continue;
+        /* the block's statistics, read back from cache */
+        double *st = J->stats + (b * J->nblk + blk) * J->Co * 2;
+        for (int co = 0; co < J->Co; co++) {
+            const float *yr = J->y + (b * J->Co + co) * J->V + v0;
+            __m256 s = _mm256_setzero_ps();
+            for (int v = 0; v < nv; v += 8) {
+                int n = nv - v;
+                s = _mm256_add_ps(s, n >= 8 ? _mm256_loadu_ps(yr + v) : _mm256_maskload_ps(yr + v, cg_avx2_mask(n)));
+            }
+            double sum = cg_avx2_hsum_pd(s);
+            __m256 mean = _mm256_set1_ps((float)(sum / nv)), q = _mm256_setzero_ps();
+            for (int v = 0; v < nv; v += 8) {
+                int n = nv - v;
+                __m256 d = _mm256_sub_ps(n >= 8 ? _mm256_loadu_ps(yr + v) : _mm256_maskload_ps(yr + v, cg_avx2_mask(n)),
+                                         mean);
+                if (n < 8) d = _mm256_and_ps(d, _mm256_castsi256_ps(cg_avx2_mask(n)));
+                q = _mm256_fmadd_ps(d, d, q);
+            }
+            /* M2 about the block mean: Σ(y - m)² with m rounded to float, corrected for the
+             * rounding: Σ(y - m_f)² = M2 + n·(m - m_f)² */
+            double mf = (double)(float)(sum / nv), dm = sum / nv - mf;
+            st[2 * co] = sum;
+            st[2 * co + 1] = cg_avx2_hsum_pd(q) - nv * dm * dm;
+        }
+    }
+}
+
+void cg_avx2_pointwise_layer(float *y, float *y_mean, float *y_rstd, const float *x, const float *x_mean,
+                             const float *x_rstd, const float *gamma, const float *beta, int act, float slope,
+                             const float *w, const float *bias, const float *bias_b, int64_t B, int Ci, int Co,
+                             int64_t V, float eps) {
+    if (B <= 0 || V <= 0 || Co <= 0) return;
+    /* Tile shape: R channels × TV vectors of one line, by the shared cost model. */
+    int bestR = 1, bestV = 1;
+    double best = INFINITY;
+    for (int R = 1; R <= CG_TILE_MAXR; R++)
+        for (int TV = 1; TV <= CG_TILE_MAXV; TV++) {
+            if (R * TV > CG_TILE_MAXACC) continue;
+            int64_t nrb = (Co + R - 1) / R, nseg = (VB / 8 + TV - 1) / TV;
+            double t = (double)nrb * nseg * cg_avx2_bcast_cost(R, 1, TV, Ci);
+            if (t < best) { best = t; bestR = R; bestV = TV; }
+        }
+    const int64_t nrb = (Co + bestR - 1) / bestR, corow = nrb * bestR, nblk = (V + VB - 1) / VB;
+    const int nt = cg_threads_get();
+    float *wp = cg_xmalloc((size_t)(corow * (Ci ? Ci : 1)) * sizeof(float));
+    int32_t *off = cg_xmalloc((size_t)(Ci ? Ci : 1) * sizeof(int32_t));
+    float *bsum = cg_xmalloc((size_t)(B * corow) * sizeof(float));
+    for (int64_t rb = 0; rb < nrb; rb++)
+        for (int ci = 0; ci < Ci; ci++)
+            for (int r = 0; r < bestR; r++) {
+                int64_t co = rb * bestR + r;
+                wp[(rb * Ci + ci) * bestR + r] = co < Co ? w[co * Ci + ci] : 0.0f;
+            }
+    for (int ci = 0; ci < Ci; ci++) off[ci] = ci * VB;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t co = 0; co < corow; co++)
+            bsum[b * corow + co] = co < Co ? (bias ? bias[co] : 0.0f) + (bias_b ? bias_b[b * Co + co] : 0.0f) : 0.0f;
+    float *scratch = cg_avx2_scratch_get((size_t)nt * (Ci ? Ci : 1) * VB * sizeof(float));
+    double *stats = y_mean ? cg_avx2_scratch_get((size_t)(B * nblk * Co * 2) * sizeof(double)) : NULL;
+    pw_job J = {.y = y, .x = x, .x_mean = x_mean, .x_rstd = x_rstd, .gamma = gamma, .beta = beta, .act = act,
+                .slope = slope, .B = B, .V = V, .nblk = nblk, .Ci = Ci, .Co = Co, .R = bestR, .TV = bestV,
+                .wp = wp, .off = off, .bsum = bsum, .scratch = scratch, .stats = stats};
+    cg_parallel_for(B * nblk, 1, pw_task, &J);
+    if (y_mean) {
+        /* Combine the blocks in order: n, mean and M2 of the union (Chan et al.). */
+        for (int64_t b = 0; b < B; b++)
+            for (int co = 0; co < Co; co++) {
+                double n = 0, mean = 0, m2 = 0;
+                for (int64_t blk = 0; blk < nblk; blk++) {
+                    const double *st = stats + ((b * nblk + blk) * Co + co) * 2;
+                    double nb = (double)(V - blk * VB < VB ? V - blk * VB : VB), mb = st[0] / nb;
+                    double d = mb - mean, nn = n + nb;
+                    mean += d * nb / nn;
+                    m2 += st[1] + d * d * n * nb / nn;
+                    n = nn;
+                }
+                y_mean[b * Co + co] = (float)mean;
+                y_rstd[b * Co + co] = (float)(1.0 / sqrt(m2 / (double)V + eps));
+            }
+    }
+    cg_avx2_scratch_put(stats);
+    cg_avx2_scratch_put(scratch);
+    free(wp);
+    free(off);
+    free(bsum);
+}

@@ -1,0 +1,91 @@
+/*
+ * kernels/cpu/dev/cputime.c — a tuning harness, not a benchmark: times the dispatch table's
+ * conv kernels and pointwise layer on issue 3's layer suite by CPU time (CLOCK_PROCESS_CPUTIME_ID),
+ * which other processes on a loaded machine disturb far less than wall time. Run it with
+ * CG_THREADS=1 to compare kernel variants; the real numbers come from bench/cpu_conv.
+ *
+ *   cc -O2 -I. -Icore kernels/cpu/dev/cputime.c build/libcalograd.a -lm -lz -lpthread -o /tmp/cputime
+ *   CG_THREADS=1 /tmp/cputime [case-substring] [reps]
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "calograd.h"
+
+typedef struct { const char *name; int tr, Ci, Co, k, s, p, D; } bcase;
+static const bcase SUITE[] = {
+    {"enc_c1_k4s2_1to32_30", 0, 1, 32, 4, 2, 1, 30}, {"c3_32to32_30", 0, 32, 32, 3, 1, 1, 30},
+    {"c4s2_32to64_15", 0, 32, 64, 4, 2, 1, 30},      {"c3_64to64_15", 0, 64, 64, 3, 1, 1, 15},
+    {"ct4s2_64to32_15to30", 1, 64, 32, 4, 2, 1, 15}, {"ct3_32to1_30", 1, 32, 1, 3, 1, 1, 30},
+    {"pp_k1_2to128_30", 0, 2, 128, 1, 1, 0, 30},     {"pp_k1_128to128_30", 0, 128, 128, 1, 1, 0, 30},
+    {"gan3d_k5_8to8_25", 0, 8, 8, 5, 1, 2, 25},
+};
+
+static double cpu_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static float *rnd(int64_t n) {
+    float *p = aligned_alloc(64, (size_t)((n * 4 + 63) / 64 * 64));
+    for (int64_t i = 0; i < n; i++) p[i] = (float)rand() / RAND_MAX - 0.5f;
+    return p;
+}
+
+int main(int argc, char **argv) {
+    const char *only = argc > 1 ? argv[1] : NULL;
+    int reps = argc > 2 ? atoi(argv[2]) : 3;
+    const cg_backend *be = cg_backend_get(CG_CPU);
+    int nt = cg_threads_get();
+    printf("%s, %d threads; GFLOP/s per thread by CPU time (min of %d)\n", be->name, nt, reps);
+    for (size_t i = 0; i < sizeof SUITE / sizeof SUITE[0]; i++) {
+        const bcase *b = &SUITE[i];
+        if (only && !strstr(b->name, only)) continue;
+        cg_conv_desc c = {.N = 8};
+        c.Ci = b->tr ? b->Co : b->Ci;
+        c.Co = b->tr ? b->Ci : b->Co;
+        for (int d = 0; d < 3; d++) {
+            c.k[d] = b->k; c.stride[d] = b->s; c.pad[d] = b->p;
+            if (b->tr) { c.out[d] = b->D; c.in[d] = (b->D - 1) * b->s - 2 * b->p + b->k; }
+            else { c.in[d] = b->D; c.out[d] = (b->D + 2 * b->p - b->k) / b->s + 1; }
+        }
+        int64_t nx = c.N * c.Ci * c.in[0] * c.in[1] * c.in[2], ny = c.N * c.Co * c.out[0] * c.out[1] * c.out[2];
+        int64_t nw = (int64_t)c.Co * c.Ci * c.k[0] * c.k[1] * c.k[2];
+        float *x = rnd(nx), *dx = rnd(nx), *y = rnd(ny), *dy = rnd(ny), *w = rnd(nw), *dw = rnd(nw);
+        double fl = 2.0 * ny * c.Ci * c.k[0] * c.k[1] * c.k[2];
+        printf("%-22s", b->name);
+        for (int pass = 0; pass < 3; pass++) {
+            double best = 1e30;
+            for (int r = 0; r < reps + 1; r++) {
+                double t0 = cpu_s();
+                if (pass == 0) be->conv_fwd(y, x, w, NULL, &c);
+                if (pass == 1) be->conv_bwd_data(dx, dy, w, &c);
+                if (pass == 2) be->conv_bwd_weight(dw, x, dy, &c);
+                double t = cpu_s() - t0;
+                if (r && t < best) best = t;
+            }
+            static const char *nm[3] = {"fwd", "bwd_d", "bwd_w"};
+            printf("  %s %7.2f ms %6.1f", nm[pass], 1e3 * best / nt, fl / (best / nt) / 1e9);
+        }
+        printf("\n");
+        free(x); free(dx); free(y); free(dy); free(w); free(dw);
+    }
+    if (!only || strstr("pointwise_128to128", only)) {
+        /* the post-processor's middle layer: LN + LeakyReLU in, statistics out */
+        int64_t B = 8, V = 27000, C = 128;
+        float *x = rnd(B * C * V), *y = rnd(B * C * V), *w = rnd(C * C), *st = rnd(4 * B * C), *g = rnd(V);
+        double best = 1e30;
+        for (int r = 0; r < reps + 1; r++) {
+            double t0 = cpu_s();
+            be->pointwise_layer(y, st + 2 * B * C, st + 3 * B * C, x, st, st + B * C, g, g, 1, 0.01f, w, NULL, NULL, B,
+                                (int)C, (int)C, V, 1e-5f);
+            double t = cpu_s() - t0;
+            if (r && t < best) best = t;
+        }
+        printf("%-22s  %7.2f ms %6.1f\n", "pointwise_128to128", 1e3 * best / nt, 2.0 * B * V * C * C / (best / nt) / 1e9);
+    }
+    return 0;
+}
