@@ -125,6 +125,18 @@ __device__ __forceinline__ float block_sum(float v, float *red) {
     return warp_sum(t);
 }
 
+/* The same in double (the reductions accumulate in double, as the reference does: a sum
+ * of many terms that cancel loses too much in fp32). `red` holds 32 doubles. */
+__device__ __forceinline__ double block_sum_d(double v, double *red) {
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = warp_sum_d(v);
+    __syncthreads();
+    if (lane == 0) red[w] = v;
+    __syncthreads();
+    double t = lane < nw ? red[lane] : 0.0;
+    return warp_sum_d(t);
+}
+
 } /* namespace CG_CUDA_NS */
 
 #endif

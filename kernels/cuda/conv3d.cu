@@ -269,9 +269,9 @@ struct ConvWeightOp {
 
 __global__ void splits_sum_kernel(float *out, const float *partial, int64_t n, int splits) {
     for (int64_t i = gtid(); i < n; i += gstride()) {
-        float s = 0.0f;
+        double s = 0.0;
         for (int k = 0; k < splits; k++) s += partial[k * n + i];
-        out[i] = s;
+        out[i] = (float)s;
     }
 }
 

@@ -4,7 +4,8 @@
  *
  * Forward and dx: one block per row, two passes over the row for the statistics (mean,
  * then the centred sum of squares: no cancellation) and one to write; a 30³ row is
- * 108 KB and stays in L1/L2 between the passes. dgamma/dbeta sum over rows: one thread
+ * 108 KB and stays in L1/L2 between the passes. Sums accumulate in double, as the
+ * reference (memory-bound: the adds cost nothing). dgamma/dbeta sum over rows: one thread
  * per column (coalesced), the rows split into a fixed number of slices whose partials a
  * last pass adds in order, so the result does not depend on scheduling.
  */
@@ -22,19 +23,20 @@ int row_threads(int64_t cols) {
 
 __global__ void ln_fwd_kernel(float *y, float *mean, float *rstd, const float *x, const float *gamma,
                               const float *beta, int64_t cols, float eps) {
-    __shared__ float red[32];
+    __shared__ double red[32];
     int64_t r = blockIdx.x;
     const float *xr = x + r * cols;
     float *yr = y + r * cols;
-    float s = 0.0f;
+    double s = 0.0;
     for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) s += xr[j];
-    float m = block_sum(s, red) / (float)cols;
-    float ss = 0.0f;
+    double md = block_sum_d(s, red) / (double)cols;
+    double ss = 0.0;
     for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
-        float d = xr[j] - m;
+        double d = xr[j] - md;
         ss += d * d;
     }
-    float rs = 1.0f / sqrtf(block_sum(ss, red) / (float)cols + eps);
+    float m = (float)md;
+    float rs = (float)(1.0 / sqrt(block_sum_d(ss, red) / (double)cols + eps));
     for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
         float v = (xr[j] - m) * rs;
         if (gamma) v *= gamma[j];
@@ -50,18 +52,18 @@ __global__ void ln_fwd_kernel(float *y, float *mean, float *rstd, const float *x
 /* dx = rstd · (gx - mean(gx) - xhat · mean(gx·xhat)), gx = dy·gamma */
 __global__ void ln_bwd_dx_kernel(float *dx, const float *dy, const float *x, const float *mean, const float *rstd,
                                  const float *gamma, int64_t cols) {
-    __shared__ float red[32];
+    __shared__ double red[32];
     int64_t r = blockIdx.x;
     const float *xr = x + r * cols, *gr = dy + r * cols;
     float m = mean[r], rs = rstd[r];
-    float a = 0.0f, b = 0.0f;
+    double ad = 0.0, bd = 0.0;
     for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
         float gx = gamma ? gr[j] * gamma[j] : gr[j];
-        a += gx;
-        b += gx * ((xr[j] - m) * rs);
+        ad += gx;
+        bd += gx * ((xr[j] - m) * rs);
     }
-    a = block_sum(a, red) / (float)cols;
-    b = block_sum(b, red) / (float)cols;
+    float a = (float)(block_sum_d(ad, red) / (double)cols);
+    float b = (float)(block_sum_d(bd, red) / (double)cols);
     for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
         float gx = gamma ? gr[j] * gamma[j] : gr[j];
         float xh = (xr[j] - m) * rs;
@@ -70,12 +72,12 @@ __global__ void ln_bwd_dx_kernel(float *dx, const float *dy, const float *x, con
 }
 
 /* partial[(s·2 + 0)·cols + j] = Σ_{r in slice s} dy·xhat, [(s·2 + 1)·cols + j] = Σ dy */
-__global__ void ln_bwd_params_kernel(float *partial, const float *dy, const float *x, const float *mean,
+__global__ void ln_bwd_params_kernel(double *partial, const float *dy, const float *x, const float *mean,
                                      const float *rstd, int64_t rows, int64_t cols, int64_t chunk) {
     int64_t j = gtid(), s = blockIdx.y;
     if (j >= cols) return;
     int64_t r0 = s * chunk, r1 = r0 + chunk < rows ? r0 + chunk : rows;
-    float dg = 0.0f, db = 0.0f;
+    double dg = 0.0, db = 0.0;
     for (int64_t r = r0; r < r1; r++) {
         float g = dy[r * cols + j];
         dg += g * ((x[r * cols + j] - mean[r]) * rstd[r]);
@@ -85,7 +87,7 @@ __global__ void ln_bwd_params_kernel(float *partial, const float *dy, const floa
     partial[(s * 2 + 1) * cols + j] = db;
 }
 
-__global__ void ln_params_sum_kernel(float *dgamma, float *dbeta, const float *partial, int64_t cols, int64_t S) {
+__global__ void ln_params_sum_kernel(float *dgamma, float *dbeta, const double *partial, int64_t cols, int64_t S) {
     for (int64_t j = gtid(); j < cols; j += gstride()) {
         double dg = 0.0, db = 0.0;
         for (int64_t s = 0; s < S; s++) {
@@ -121,7 +123,7 @@ void layernorm_bwd(float *dx, float *dgamma, float *dbeta, const float *dy, cons
         if (S > 65535) S = 65535;
         int64_t chunk = ceil_div(rows, S);
         S = ceil_div(rows, chunk);
-        float *partial = (float *)ws_alloc((size_t)(2 * S * cols) * sizeof(float));
+        double *partial = (double *)ws_alloc((size_t)(2 * S * cols) * sizeof(double));
         CG_LAUNCH(ln_bwd_params_kernel, dim3((unsigned)cblocks, (unsigned)S), kThreads, 0, partial, dy, x, mean, rstd,
                   rows, cols, chunk);
         CG_LAUNCH(ln_params_sum_kernel, grid_for(cols), kThreads, 0, dgamma, dbeta, partial, cols, S);

@@ -73,10 +73,10 @@ __global__ void gemm_splitk_sum_kernel(float *C, const float *partial, int64_t M
     int64_t n = batch * M * N;
     for (int64_t i = gtid(); i < n; i += gstride()) {
         int64_t b = i / (M * N), r = i % (M * N), m = r / N, j = r % N;
-        float s = 0.0f;
+        double s = 0.0;
         for (int k = 0; k < splits; k++) s += partial[((b * splits + k) * M + m) * N + j];
         float *c = C + b * sC + m * ldc + j;
-        float v = alpha * s;
+        float v = alpha * (float)s;
         *c = beta == 0.0f ? v : v + beta * *c;
     }
 }

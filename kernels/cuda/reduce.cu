@@ -11,7 +11,9 @@
  *  - short inner runs: threads own one c each (consecutive c are consecutive addresses)
  *    and loop over a slice of a and all l.
  * Both split the reduction into a fixed number of slices decided by the sizes alone and
- * write one partial per slice; a last pass adds the partials in slice order (in double).
+ * write one partial per slice; a last pass adds the partials in slice order. Everything
+ * accumulates in double, as the reference: sums of many terms that cancel (a loss, a
+ * bias gradient) lose too much in fp32, and the loads, not the adds, set the speed.
  * So the result is deterministic and independent of the GPU's scheduling.
  * Anything else (two or more kept groups, e.g. (C1, R, C2, R)) is first transposed to
  * (kept..., reduced...) with a strided copy into a workspace, which makes it (1, C, L).
@@ -24,28 +26,28 @@ namespace CG_CUDA_NS {
 namespace {
 
 /* partial[c·S + s] = Σ over q in slice s of x[(q / L)·C·L + c·L + q % L], q < A·L. */
-__global__ void reduce_inner_kernel(float *partial, const float *x, int64_t A, int64_t C, int64_t L, int64_t S,
+__global__ void reduce_inner_kernel(double *partial, const float *x, int64_t A, int64_t C, int64_t L, int64_t S,
                                     int64_t chunk) {
-    __shared__ float red[32];
+    __shared__ double red[32];
     int64_t c = blockIdx.x, s = blockIdx.y;
     int64_t q0 = s * chunk, q1 = q0 + chunk < A * L ? q0 + chunk : A * L;
-    float acc = 0.0f;
+    double acc = 0.0;
     for (int64_t a = q0 / L; a * L < q1; a++) {
         int64_t lo = a * L > q0 ? 0 : q0 - a * L, hi = (a + 1) * L < q1 ? L : q1 - a * L;
         const float *row = x + (a * C + c) * L;
         for (int64_t l = lo + threadIdx.x; l < hi; l += blockDim.x) acc += row[l];
     }
-    acc = block_sum(acc, red);
+    acc = block_sum_d(acc, red);
     if (threadIdx.x == 0) partial[c * S + s] = acc;
 }
 
 /* partial[c·S + s] = Σ over a in slice s, all l, of x[(a·C + c)·L + l]. */
-__global__ void reduce_outer_kernel(float *partial, const float *x, int64_t A, int64_t C, int64_t L, int64_t S,
+__global__ void reduce_outer_kernel(double *partial, const float *x, int64_t A, int64_t C, int64_t L, int64_t S,
                                     int64_t chunk) {
     int64_t c = gtid(), s = blockIdx.y;
     if (c >= C) return;
     int64_t a0 = s * chunk, a1 = a0 + chunk < A ? a0 + chunk : A;
-    float acc = 0.0f;
+    double acc = 0.0;
     for (int64_t a = a0; a < a1; a++) {
         const float *p = x + (a * C + c) * L;
         for (int64_t l = 0; l < L; l++) acc += p[l];
@@ -53,7 +55,7 @@ __global__ void reduce_outer_kernel(float *partial, const float *x, int64_t A, i
     partial[c * S + s] = acc;
 }
 
-__global__ void sum_partials_kernel(float *out, const float *partial, int64_t C, int64_t S) {
+__global__ void sum_partials_kernel(float *out, const double *partial, int64_t C, int64_t S) {
     for (int64_t c = gtid(); c < C; c += gstride()) {
         double acc = 0.0;
         for (int64_t s = 0; s < S; s++) acc += partial[c * S + s];
@@ -74,12 +76,10 @@ void reduce_acl(float *out, const float *x, int64_t A, int64_t C, int64_t L) {
         if (S < 1) S = 1;
         int64_t chunk = ceil_div(R, S);
         S = ceil_div(R, chunk);
-        float *partial = S == 1 ? out : (float *)ws_alloc((size_t)(C * S) * sizeof(float));
+        double *partial = (double *)ws_alloc((size_t)(C * S) * sizeof(double));
         CG_LAUNCH(reduce_inner_kernel, dim3((unsigned)C, (unsigned)S), kThreads, 0, partial, x, A, C, L, S, chunk);
-        if (S > 1) {
-            CG_LAUNCH(sum_partials_kernel, grid_for(C), kThreads, 0, out, partial, C, S);
-            ws_free(partial);
-        }
+        CG_LAUNCH(sum_partials_kernel, grid_for(C), kThreads, 0, out, partial, C, S);
+        ws_free(partial);
     } else {
         int64_t cblocks = ceil_div(C, kThreads);
         int64_t S = cblocks >= want ? 1 : ceil_div(want, cblocks);
@@ -90,13 +90,11 @@ void reduce_acl(float *out, const float *x, int64_t A, int64_t C, int64_t L) {
         if (S < 1) S = 1;
         int64_t chunk = ceil_div(A, S);
         S = ceil_div(A, chunk);
-        float *partial = S == 1 ? out : (float *)ws_alloc((size_t)(C * S) * sizeof(float));
+        double *partial = (double *)ws_alloc((size_t)(C * S) * sizeof(double));
         CG_LAUNCH(reduce_outer_kernel, dim3((unsigned)cblocks, (unsigned)S), kThreads, 0, partial, x, A, C, L, S,
                   chunk);
-        if (S > 1) {
-            CG_LAUNCH(sum_partials_kernel, grid_for(C), kThreads, 0, out, partial, C, S);
-            ws_free(partial);
-        }
+        CG_LAUNCH(sum_partials_kernel, grid_for(C), kThreads, 0, out, partial, C, S);
+        ws_free(partial);
     }
 }
 
