@@ -429,15 +429,13 @@ static cg_status vae_train_step(cg_model *m, cg_tensor *x, cg_tensor *cond, int6
         loss = cg_add(loss, etot);
     }
     if (!loss) return cg_last_status();
-    cg_losses_add(out, "loss", cg_item(loss));
-    cg_losses_add(out, "hits", cg_item(hits));
-    cg_losses_add(out, "energy", cg_item(energy));
-    cg_losses_add(out, "esum", cg_item(esum));
-    cg_losses_add(out, "kl", cg_item(kl));
-    if (etot) cg_losses_add(out, "etot", cg_item(etot));
+    const char *names[6] = {"loss", "hits", "energy", "esum", "kl", "etot"};
+    cg_tensor *values[6] = {loss, hits, energy, esum, kl, etot};
+    cg_status st = cg_losses_read(out, etot ? 6 : 5, names, values);
+    if (st != CG_OK) return st;
     cg_losses_add(out, "beta", beta);
     if (!isfinite(out->value[0])) return CG_OK; /* the trainer reports it and stops */
-    cg_status st = cg_backward(loss);
+    st = cg_backward(loss);
     if (st == CG_OK) st = cg_optim_step(m->opt);
     cg_optim_zero_grad(m->opt);
     if (st == CG_OK) st = bank_latent(m, z, c);
