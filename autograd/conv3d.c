@@ -82,6 +82,17 @@ static bool same_device(const char *op, cg_tensor *a, cg_tensor *b) {
     return false;
 }
 
+/* Whether a gradient dy has the shape of the conv output that c describes. */
+static bool matches_output(const char *op, const cg_tensor *dy, const cg_conv_desc *c) {
+    if (dy->shape[0] == c->N && dy->shape[1] == c->Co && dy->shape[2] == c->out[0] && dy->shape[3] == c->out[1] &&
+        dy->shape[4] == c->out[2])
+        return true;
+    char s1[96];
+    cg_set_error(CG_ERR_INVALID, "%s: gradient %s does not match the conv output (%lld, %d, %d, %d, %d)", op,
+                 CG_SHAPE_STR(dy, s1), (long long)c->N, c->Co, c->out[0], c->out[1], c->out[2]);
+    return false;
+}
+
 /* ------------------------------------------------------------ conv3d ---- */
 
 static void bw_conv(cg_node *n, cg_tensor *g, cg_tensor **gi) {
@@ -132,14 +143,7 @@ cg_tensor *cg_conv3d_bwd_data(cg_tensor *dy, cg_tensor *w, const int64_t *in_sha
     if (!check5(op, "gradient", dy) || !check5(op, "weight", w) || !same_device(op, dy, w)) return NULL;
     cg_conv_desc c;
     if (make_desc(op, in_shape, w->shape, o, &c) != CG_OK) return NULL;
-    if (dy->shape[0] != c.N || dy->shape[1] != c.Co || dy->shape[2] != c.out[0] ||
-        dy->shape[3] != c.out[1] || dy->shape[4] != c.out[2]) {
-        char s1[96], s2[96];
-        cg_set_error(CG_ERR_INVALID, "%s: gradient %s does not match the output (%lld, %d, %d, %d, %d) of a "
-                     "conv on input %s", op, CG_SHAPE_STR(dy, s1), (long long)c.N, c.Co, c.out[0], c.out[1],
-                     c.out[2], cg_shape_str(5, in_shape, s2, sizeof s2));
-        return NULL;
-    }
+    if (!matches_output(op, dy, &c)) return NULL;
     dy = cg_contiguous(dy);
     w = cg_contiguous(w);
     cg_tensor *out = cg_op_new(dy->device, 5, in_shape);
@@ -169,13 +173,7 @@ cg_tensor *cg_conv3d_bwd_weight(cg_tensor *x, cg_tensor *dy, const int64_t *w_sh
     if (!check5(op, "input", x) || !check5(op, "gradient", dy) || !same_device(op, x, dy)) return NULL;
     cg_conv_desc c;
     if (make_desc(op, x->shape, w_shape, o, &c) != CG_OK) return NULL;
-    if (dy->shape[0] != c.N || dy->shape[1] != c.Co || dy->shape[2] != c.out[0] ||
-        dy->shape[3] != c.out[1] || dy->shape[4] != c.out[2]) {
-        char s1[96];
-        cg_set_error(CG_ERR_INVALID, "%s: gradient %s does not match the conv output (%lld, %d, %d, %d, %d)",
-                     op, CG_SHAPE_STR(dy, s1), (long long)c.N, c.Co, c.out[0], c.out[1], c.out[2]);
-        return NULL;
-    }
+    if (!matches_output(op, dy, &c)) return NULL;
     x = cg_contiguous(x);
     dy = cg_contiguous(dy);
     cg_tensor *out = cg_op_new(x->device, 5, w_shape);

@@ -35,6 +35,11 @@ typedef struct cg_node cg_node;
 typedef void (*cg_backward_fn)(cg_node *n, cg_tensor *gout, cg_tensor **gin);
 
 #define CG_NODE_ARGS_BYTES 256
+#ifdef __cplusplus
+#define CG_ALIGNAS(n) alignas(n)
+#else
+#define CG_ALIGNAS(n) _Alignas(n)
+#endif
 
 struct cg_node {
     const char *op;             /* op name, for error messages and debugging */
@@ -46,7 +51,7 @@ struct cg_node {
     cg_tensor *saved[4];        /* extra tensors kept for backward (references held) */
     cg_storage *saved_idx;      /* an int32 buffer kept for backward (sort's permutation) */
     bool create_graph;          /* set by the sweep: the backward is being recorded */
-    _Alignas(16) unsigned char args[CG_NODE_ARGS_BYTES]; /* op parameters (see CG_ARGS) */
+    CG_ALIGNAS(16) unsigned char args[CG_NODE_ARGS_BYTES]; /* op parameters (see CG_ARGS) */
 };
 
 /* Typed access to a node's parameter block: CG_ARGS(n, cg_conv_desc)->stride[0]. */

@@ -20,7 +20,7 @@ const cg_backend *cg_cpu_avx2_backend(void); /* NULL when the CPU lacks AVX2+FMA
 const cg_backend *cg_cuda_backend(void);
 #endif
 
-static const cg_backend *g_cuda;
+static const cg_backend *g_cuda, *g_cuda_override;
 static pthread_once_t g_cuda_once = PTHREAD_ONCE_INIT;
 static void probe_cuda(void) {
 #ifdef CG_HAVE_CUDA
@@ -31,7 +31,10 @@ static void probe_cuda(void) {
 const cg_backend *cg_backend_get(cg_device dev) {
     switch (dev) {
     case CG_CPU: return cg_cpu_dispatch_backend();
-    case CG_CUDA: pthread_once(&g_cuda_once, probe_cuda); return g_cuda;
+    case CG_CUDA:
+        if (g_cuda_override) return g_cuda_override;
+        pthread_once(&g_cuda_once, probe_cuda);
+        return g_cuda;
     default: return NULL;
     }
 }
@@ -57,6 +60,8 @@ const char *cg_device_name(cg_device dev) {
     default: return "unknown";
     }
 }
+
+void cg_backend_override_cuda(const cg_backend *table) { g_cuda_override = table; }
 
 static cg_math_mode g_math = CG_MATH_FP32;
 cg_math_mode cg_get_math_mode(void) { return g_math; }

@@ -192,4 +192,9 @@ const char *cg_device_name(cg_device dev);
 cg_math_mode cg_get_math_mode(void);
 void cg_set_math_mode(cg_math_mode m);
 
+/* Tests only: serve `table` as the CUDA device (kernels/cuda/emu/, the CPU emulator of the
+ * CUDA kernels, so that CI runs them without a GPU), or the real one again with NULL.
+ * Call it before any CUDA tensor exists. */
+void cg_backend_override_cuda(const cg_backend *table);
+
 #endif

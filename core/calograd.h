@@ -11,6 +11,10 @@
 #ifndef CALOGRAD_H
 #define CALOGRAD_H
 
+#ifdef __cplusplus /* usable from C++ too */
+extern "C" {
+#endif
+
 #include "core/error.h"
 #include "core/rng.h"
 #include "core/threads.h"
@@ -21,5 +25,9 @@
 #include "models/module.h"
 #include "models/optim.h"
 #include "models/checkpoint.h"
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -546,6 +546,17 @@ bad:
                         c->path, (long long)c->index, c->raw_len);
 }
 
+int64_t cg_cvox_chunk_raw_size(cg_cvox_reader *r, int64_t chunk) {
+    CG_ASSERT(chunk >= 0 && chunk < r->nchunks);
+    uint8_t h[CHUNK_HDR_LEN];
+    chunk_entry got = {0};
+    uint32_t raw_len = 0, comp_len = 0, pcrc = 0;
+    if (read_at(r, h, CHUNK_HDR_LEN, r->chunks[chunk].offset) ||
+        parse_chunk_header(r, h, r->chunks[chunk].offset, &got, &raw_len, &comp_len, &pcrc))
+        return -1;
+    return raw_len;
+}
+
 cg_cvox_chunk *cg_cvox_chunk_load(cg_cvox_reader *r, int64_t chunk) {
     CG_ASSERT(chunk >= 0 && chunk < r->nchunks);
     const chunk_entry *e = &r->chunks[chunk];
@@ -565,9 +576,10 @@ cg_cvox_chunk *cg_cvox_chunk_load(cg_cvox_reader *r, int64_t chunk) {
     /* the largest raw payload a chunk of n events can have: 8 + 4·ncond + 9 bytes per cell
      * per event (a varint of at most 5 bytes for indices < 2^26, plus 4 value bytes) */
     uint64_t max_raw = (uint64_t)e->n * (8 + 4 * (uint64_t)r->info.ncond + 9 * (uint64_t)r->info.geom.ncells);
-    if (raw_len > max_raw) {
-        cg_set_error(CG_ERR_IO, "%s: chunk %lld at offset %llu: impossible payload size %u for %u events", r->path,
-                     (long long)chunk, (unsigned long long)e->offset, raw_len, e->n);
+    /* DEFLATE expands at most 1032:1: a bigger claim is corruption, not a reason to allocate */
+    if (raw_len > max_raw || (uint64_t)raw_len > 1032 * (uint64_t)comp_len + 64) {
+        cg_set_error(CG_ERR_IO, "%s: chunk %lld at offset %llu: impossible payload size %u for %u events and %u compressed "
+                     "bytes", r->path, (long long)chunk, (unsigned long long)e->offset, raw_len, e->n, comp_len);
         return NULL;
     }
     if (r->comp_cap < comp_len) {
@@ -721,7 +733,15 @@ struct cg_cvox_writer {
     chunk_entry *chunks;
     int64_t nchunks, chunks_cap;
     cg_status failed;      /* sticky: after a failure, write/finish only report it */
+    char fail_msg[1024];   /* ... with this message */
 };
+
+/* Record a failure: the status is sticky and its message is kept for later calls. */
+static cg_status writer_fail(cg_cvox_writer *w, cg_status st) {
+    w->failed = st;
+    snprintf(w->fail_msg, sizeof w->fail_msg, "%s", cg_last_error());
+    return st;
+}
 
 static cg_status write_all(cg_cvox_writer *w, const void *p, size_t n) {
     size_t done = 0;
@@ -729,9 +749,9 @@ static cg_status write_all(cg_cvox_writer *w, const void *p, size_t n) {
         ssize_t k = write(w->fd, (const uint8_t *)p + done, n - done);
         if (k < 0 && errno == EINTR) continue;
         if (k < 0)
-            return w->failed = cg_set_error(CG_ERR_IO, "%s: write failed at offset %llu: %s%s", w->path,
-                                            (unsigned long long)(w->pos + done), strerror(errno),
-                                            errno == ENOSPC || errno == EFBIG ? " (disk full?)" : "");
+            return writer_fail(w, cg_set_error(CG_ERR_IO, "%s: write failed at offset %llu: %s%s", w->path,
+                                               (unsigned long long)(w->pos + done), strerror(errno),
+                                               errno == ENOSPC || errno == EFBIG ? " (disk full?)" : ""));
         done += (size_t)k;
     }
     w->pos += n;
@@ -755,6 +775,11 @@ cg_cvox_writer *cg_cvox_create(const char *path, const cg_cvox_info *info, int e
     }
     if (events_per_chunk < 0) {
         cg_set_error(CG_ERR_INVALID, "%s: events per chunk %d < 0", path, events_per_chunk);
+        return NULL;
+    }
+    struct stat sb;
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) { /* never rename over /dev/null, a directory, ... */
+        cg_set_error(CG_ERR_INVALID, "%s: exists and is not a regular file; not replacing it", path);
         return NULL;
     }
     cg_cvox_writer *w = cg_xcalloc(1, sizeof *w);
@@ -809,8 +834,8 @@ static cg_status flush_chunk(cg_cvox_writer *w) {
     bytes_grow(&w->comp, CHUNK_HDR_LEN + comp_len);
     int zr = compress2(w->comp.p + CHUNK_HDR_LEN, &comp_len, w->raw.p, w->raw.n, w->level);
     if (zr != Z_OK || comp_len + CHUNK_HDR_LEN > UINT32_MAX)
-        return w->failed = cg_set_error(CG_ERR_IO, "%s: zlib failed compressing chunk %lld (%s)", w->path,
-                                        (long long)w->nchunks, zError(zr));
+        return writer_fail(w, cg_set_error(CG_ERR_IO, "%s: zlib failed compressing chunk %lld (%s)", w->path,
+                                           (long long)w->nchunks, zError(zr)));
     uint8_t *h = w->comp.p;
     memcpy(h, CHUNK_MAGIC, 4);
     put_u32(h + 4, (uint32_t)w->chunk_n);
@@ -832,7 +857,7 @@ static cg_status flush_chunk(cg_cvox_writer *w) {
 }
 
 cg_status cg_cvox_write(cg_cvox_writer *w, int64_t n, const float *dense, const float *cond) {
-    if (w->failed) return cg_set_error(w->failed, "%s: an earlier write failed", w->path);
+    if (w->failed) return cg_set_error(w->failed, "%s", w->fail_msg); /* an earlier write failed */
     if (n < 0) return cg_set_error(CG_ERR_INVALID, "%s: cannot write %lld events", w->path, (long long)n);
     if (n > 0 && (!dense || (w->info.ncond > 0 && !cond)))
         return cg_set_error(CG_ERR_INVALID, "%s: cg_cvox_write needs the showers%s", w->path,
@@ -908,6 +933,7 @@ static void sync_dir(const char *path) {
 
 cg_status cg_cvox_finish(cg_cvox_writer *w) {
     cg_status st = w->failed;
+    if (st) cg_set_error(st, "%s", w->fail_msg);
     if (!st) st = flush_chunk(w);
     if (!st) {
         uint64_t ioff = w->pos;

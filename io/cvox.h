@@ -79,6 +79,9 @@ typedef struct cg_cvox_chunk cg_cvox_chunk;
 int64_t cg_cvox_nchunks(const cg_cvox_reader *r);
 /* Events [*first, *first + *n) are in chunk `chunk`. */
 void cg_cvox_chunk_span(const cg_cvox_reader *r, int64_t chunk, int64_t *first, int64_t *n);
+/* Bytes the chunk's payload takes once decompressed (reads and checks its header only);
+ * -1 + cg_last_error() when the header is unreadable. For memory budgets. */
+int64_t cg_cvox_chunk_raw_size(cg_cvox_reader *r, int64_t chunk);
 cg_cvox_chunk *cg_cvox_chunk_load(cg_cvox_reader *r, int64_t chunk);
 /* Event k of the chunk (0 <= k < its count) as dense float32 (ncells; may be NULL) and its
  * conditioning values (ncond; may be NULL). Fails on corrupted index data. */

@@ -5,6 +5,7 @@
  */
 #include "models/model.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -27,6 +28,18 @@ void cg_losses_add(cg_losses *l, const char *name, float value) {
     CG_ASSERT(l->n < CG_MAX_LOSSES);
     snprintf(l->name[l->n], sizeof l->name[0], "%s", name);
     l->value[l->n++] = value;
+}
+
+cg_status cg_losses_read(cg_losses *l, int n, const char *const *names, cg_tensor *const *values) {
+    cg_tensor *flat[CG_MAX_LOSSES];
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (values[i]) flat[k++] = cg_reshape(values[i], CG_SHAPE(1));
+    float h[CG_MAX_LOSSES];
+    cg_tensor *all = k ? cg_concat(k, flat, 0) : NULL;
+    if (k && (!all || cg_tensor_to_host(all, h) != CG_OK)) return cg_last_status();
+    for (int i = 0, j = 0; i < n; i++) cg_losses_add(l, names[i], values[i] ? h[j++] : NAN);
+    return CG_OK;
 }
 
 const cg_cfg_spec cg_optim_options[] = {

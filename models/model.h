@@ -37,6 +37,9 @@ typedef struct {
 } cg_losses;
 
 void cg_losses_add(cg_losses *l, const char *name, float value);
+/* Read n one-element loss tensors into l in one transfer (one device sync, not n); a NULL
+ * tensor reads as NaN, which the trainer reports. */
+cg_status cg_losses_read(cg_losses *l, int n, const char *const *names, cg_tensor *const *values);
 
 typedef struct cg_model cg_model; /* each family defines its own struct */
 

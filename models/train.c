@@ -11,6 +11,7 @@
 #include "models/train.h"
 
 #include "core/threads.h"
+#include "io/loader.h"
 
 #include <errno.h>
 #include <math.h>
@@ -54,21 +55,18 @@ static double now_s(void) {
 }
 
 /* ------------------------------------------------------------ batches ---- */
-/* TODO(io loader): a stopgap source that holds the training events in memory; it is replaced
- * by io/loader.h (streaming, background decoding, transforms) when that lands. */
 
+/* The training events: the first n of the file (the holdout is the rest), streamed by the
+ * loader (io/loader.h: shuffled per epoch from (seed, epoch), decoded in the background). */
 typedef struct {
-    cg_cvox_reader *r;
+    cg_loader *l;
+    cg_cvox_reader *r; /* for the fit sample and the conditioning ranges */
     const cg_cvox_info *info;
-    int64_t n;          /* training events */
-    float *x, *cond;    /* n × ncells, n × ncond */
-    int64_t *perm;
-    int batch;
-    uint64_t seed;
-    int64_t epoch, pos;
+    int64_t n, nb;     /* training events, batches per epoch (the last partial one dropped) */
 } source;
 
-static cg_status source_open(source *s, const char *path, double holdout, int64_t max_events, int batch, uint64_t seed) {
+static cg_status source_open(source *s, const char *path, double holdout, int64_t max_events, int batch,
+                             uint64_t seed, cg_device dev) {
     memset(s, 0, sizeof *s);
     s->r = cg_cvox_open(path);
     if (!s->r) return cg_last_status();
@@ -79,80 +77,67 @@ static cg_status source_open(source *s, const char *path, double holdout, int64_
     if (s->n < batch)
         return cg_set_error(CG_ERR_INVALID, "%s: %lld training events (after the %.0f%% holdout) are fewer than one "
                             "batch of %d", path, (long long)s->n, 100 * holdout, batch);
-    int64_t nc = s->info->geom.ncells, nk = s->info->ncond;
-    s->x = malloc((size_t)(s->n * nc) * sizeof(float));
-    s->cond = malloc((size_t)(s->n * (nk ? nk : 1)) * sizeof(float));
-    s->perm = malloc((size_t)s->n * sizeof(int64_t));
-    if (!s->x || !s->cond || !s->perm)
-        return cg_set_error(CG_ERR_NOMEM, "out of memory holding %lld training events", (long long)s->n);
-    s->batch = batch;
-    s->seed = seed;
-    return cg_cvox_read(s->r, 0, s->n, s->x, nk ? s->cond : NULL);
+    cg_loader_opts o;
+    cg_loader_defaults(&o);
+    o.batch_size = batch;
+    o.shuffle = true;
+    o.seed = seed;
+    o.drop_last = true;
+    o.first = 0;
+    o.count = s->n;
+    o.device = dev;
+    s->l = cg_loader_open(path, &o);
+    if (!s->l) return cg_last_status();
+    s->nb = cg_loader_batches(s->l);
+    return CG_OK;
 }
 
-static void source_epoch(source *s, int64_t epoch) {
-    /* the order of epoch e depends only on (seed, e) */
-    cg_rng r = {s->seed ^ 0x5eedda7aull, (uint64_t)epoch << 32};
-    for (int64_t i = 0; i < s->n; i++) s->perm[i] = i;
-    for (int64_t i = s->n - 1; i > 0; i--) {
-        int64_t j = (int64_t)cg_rng_below(&r, (uint64_t)(i + 1));
-        int64_t t = s->perm[i];
-        s->perm[i] = s->perm[j];
-        s->perm[j] = t;
+/* Start epoch `epoch` at batch `skip` (a resumed run skips what it did): the order depends
+ * only on (seed, epoch), so the batches after the skip are the uninterrupted run's. */
+static cg_status source_epoch(source *s, int64_t epoch, int64_t skip) {
+    cg_status st = cg_loader_set_epoch(s->l, epoch);
+    for (int64_t i = 0; st == CG_OK && i < skip; i++) {
+        cg_tensor *x = NULL, *c = NULL;
+        if (cg_loader_next(s->l, &x, &c) != 1) st = cg_set_error(CG_ERR_IO, "cannot skip to batch %lld", (long long)skip);
+        cg_tensor_free(x);
+        cg_tensor_free(c);
     }
-    s->epoch = epoch;
-    s->pos = 0;
+    return st;
 }
 
-static int64_t source_batches(const source *s) { return s->n / s->batch; } /* drop the last partial */
-
-/* The next batch on `dev`: x (B, 1, D, H, W) for grids, else (B, ncells); cond (B, ncond). */
-static cg_status source_next(source *s, cg_device dev, cg_tensor **x, cg_tensor **cond) {
-    const cg_geometry *g = &s->info->geom;
-    int64_t B = s->batch, nc = g->ncells, nk = s->info->ncond;
-    float *hx = malloc((size_t)(B * nc) * sizeof(float)), *hc = malloc((size_t)(B * (nk ? nk : 1)) * sizeof(float));
-    if (!hx || !hc) {
-        free(hx);
-        free(hc);
-        return cg_set_error(CG_ERR_NOMEM, "out of memory for a batch");
-    }
-    for (int64_t i = 0; i < B; i++) {
-        int64_t e = s->perm[s->pos + i];
-        memcpy(hx + i * nc, s->x + e * nc, (size_t)nc * sizeof(float));
-        if (nk) memcpy(hc + i * nk, s->cond + e * nk, (size_t)nk * sizeof(float));
-    }
-    s->pos += B;
-    if (cg_geometry_is_grid(g))
-        *x = cg_op_adopt(cg_tensor_from_host(dev, CG_SHAPE(B, 1, g->nlayers, g->layer[0].rows, g->layer[0].cols), hx));
-    else
-        *x = cg_op_adopt(cg_tensor_from_host(dev, CG_SHAPE(B, nc), hx));
-    *cond = cg_op_adopt(cg_tensor_from_host(dev, CG_SHAPE(B, nk ? nk : 1), hc));
-    free(hx);
-    free(hc);
-    return *x && *cond ? CG_OK : cg_last_status();
+/* The next batch as tape temporaries; cond is NULL when the file has no conditioning. */
+static cg_status source_next(source *s, cg_tensor **x, cg_tensor **cond) {
+    int r = cg_loader_next(s->l, x, cond);
+    if (r != 1) return r == 0 ? cg_set_error(CG_ERR_IO, "the loader ended an epoch early") : cg_last_status();
+    cg_op_adopt(*x);
+    if (*cond) cg_op_adopt(*cond);
+    return CG_OK;
 }
 
 static void source_close(source *s) {
+    if (s->l) cg_loader_close(s->l);
     if (s->r) cg_cvox_close(s->r);
-    free(s->x);
-    free(s->cond);
-    free(s->perm);
 }
 
 /* --------------------------------------------------------- checkpoints ---- */
 
 /* Conditioning ranges of the training events (for generation defaults). */
-static void cond_ranges(const source *s, double *lo, double *hi) {
+static cg_status cond_ranges(const source *s, double *lo, double *hi) {
     int nk = s->info->ncond;
-    for (int k = 0; k < nk; k++) {
+    if (nk == 0) return CG_OK;
+    float *c = malloc((size_t)(s->n * nk) * sizeof(float));
+    if (!c) return cg_set_error(CG_ERR_NOMEM, "out of memory reading the conditioning values");
+    cg_status st = cg_cvox_read(s->r, 0, s->n, NULL, c);
+    for (int k = 0; st == CG_OK && k < nk; k++) {
         lo[k] = INFINITY;
         hi[k] = -INFINITY;
         for (int64_t i = 0; i < s->n; i++) {
-            double v = s->cond[i * nk + k];
-            lo[k] = fmin(lo[k], v);
-            hi[k] = fmax(hi[k], v);
+            lo[k] = fmin(lo[k], c[i * nk + k]);
+            hi[k] = fmax(hi[k], c[i * nk + k]);
         }
     }
+    free(c);
+    return st;
 }
 
 typedef struct {
@@ -359,7 +344,8 @@ cg_status cg_train(cg_config *cfg, const cg_train_opts *o, cg_train_result *res)
     }
 
     source src;
-    st = source_open(&src, cg_config_str(cfg, "data"), holdout, cg_config_int(cfg, "max_events"), (int)batch, seed);
+    st = source_open(&src, cg_config_str(cfg, "data"), holdout, cg_config_int(cfg, "max_events"), (int)batch, seed,
+                     dev);
     if (st != CG_OK) {
         source_close(&src);
         goto early;
@@ -372,9 +358,9 @@ cg_status cg_train(cg_config *cfg, const cg_train_opts *o, cg_train_result *res)
 
     ckpt_ctx ck = {.fam = fam, .cfg = cfg, .info = src.info};
     snprintf(ck.path, sizeof ck.path, "%s", ckpath);
-    cond_ranges(&src, ck.lo, ck.hi);
+    if (st == CG_OK) st = cond_ranges(&src, ck.lo, ck.hi);
     cg_rng rng = cg_rng_make(seed);
-    int64_t step = 0, nb = source_batches(&src);
+    int64_t step = 0, nb = src.nb;
     if (st == CG_OK && o->resume) {
         ck.model = lm.model;
         lm.model = NULL;
@@ -389,14 +375,21 @@ cg_status cg_train(cg_config *cfg, const cg_train_opts *o, cg_train_result *res)
         if (st == CG_OK && fam->fit) {
             int64_t n = nfit > 0 && nfit < src.n ? nfit : src.n, nc = src.info->geom.ncells, nk = src.info->ncond;
             const cg_geometry *g = &src.info->geom;
+            float *hx = malloc((size_t)(n * nc) * sizeof(float)), *hc = malloc((size_t)(n * (nk ? nk : 1)) * sizeof(float));
+            if (!hx || !hc) st = cg_set_error(CG_ERR_NOMEM, "out of memory for the %lld fit events", (long long)n);
+            if (st == CG_OK) st = cg_cvox_read(src.r, 0, n, hx, nk ? hc : NULL);
             cg_tape_pos mark = cg_tape_mark();
-            cg_tensor *x = cg_geometry_is_grid(g)
-                               ? cg_op_adopt(cg_tensor_from_host(dev, CG_SHAPE(n, 1, g->nlayers, g->layer[0].rows,
-                                                                               g->layer[0].cols), src.x))
-                               : cg_op_adopt(cg_tensor_from_host(dev, CG_SHAPE(n, nc), src.x));
-            cg_tensor *c = cg_op_adopt(cg_tensor_from_host(dev, CG_SHAPE(n, nk ? nk : 1), src.cond));
-            st = x && c ? fam->fit(ck.model, x, c) : cg_last_status();
+            cg_tensor *x = NULL, *c = NULL;
+            if (st == CG_OK) {
+                x = cg_geometry_is_grid(g)
+                        ? cg_op_adopt(cg_tensor_from_host(dev, CG_SHAPE(n, 1, g->nlayers, g->layer[0].rows, g->layer[0].cols), hx))
+                        : cg_op_adopt(cg_tensor_from_host(dev, CG_SHAPE(n, nc), hx));
+                c = nk ? cg_op_adopt(cg_tensor_from_host(dev, CG_SHAPE(n, nk), hc)) : NULL;
+                st = x && (c || !nk) ? fam->fit(ck.model, x, c) : cg_last_status();
+            }
             cg_tape_rewind(mark);
+            free(hx);
+            free(hc);
         }
         FILE *lf = st == CG_OK ? fopen(logpath, "w") : NULL;
         if (st == CG_OK && !lf) st = cg_set_error(CG_ERR_IO, "cannot write %s: %s", logpath, strerror(errno));
@@ -414,11 +407,10 @@ cg_status cg_train(cg_config *cfg, const cg_train_opts *o, cg_train_result *res)
     cg_losses l = {0};
     float lr0 = (float)cg_config_float(cfg, "lr");
     for (int64_t epoch = epoch0; st == CG_OK && epoch < epochs; epoch++) {
-        source_epoch(&src, epoch);
+        int64_t b = epoch == epoch0 ? batch0 : 0;
+        st = source_epoch(&src, epoch, b); /* a resumed run skips the batches already done */
         float lr = cg_lr_at(&sched, lr0, (int)epoch);
         fam->set_lr(ck.model, lr);
-        int64_t b = epoch == epoch0 ? batch0 : 0;
-        src.pos = b * batch; /* resume inside the epoch: skip the batches already done */
         for (; st == CG_OK && b < nb; b++) {
             if ((max_steps > 0 && step >= max_steps) || (o->stop && *o->stop)) break;
             if (time_limit > 0 && now_s() - t0 >= time_limit) {
@@ -426,7 +418,7 @@ cg_status cg_train(cg_config *cfg, const cg_train_opts *o, cg_train_result *res)
                 break;
             }
             cg_tensor *x = NULL, *c = NULL;
-            st = source_next(&src, dev, &x, &c);
+            st = source_next(&src, &x, &c);
             if (st != CG_OK) break;
             memset(&l, 0, sizeof l);
             st = fam->train_step(ck.model, x, c, step, &rng, &l);

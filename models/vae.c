@@ -12,7 +12,11 @@
  *
  * The decoder's three output channels describe each cell as a zero-inflated log-normal:
  *   a hit probability p = sigmoid(logit), and for a hit an energy x = s·exp(m + σ·ε),
- *   ε ~ N(0, 1), σ = exp(clamp(log σ, -4, 1)).
+ *   ε ~ N(0, 1) truncated at ±3, σ = exp(clamp(log σ, -4, 0)).
+ * (A cell's log-energy spread given the latent stays well below 1; a wider σ only lets rare
+ * draws multiply a cell by thousands.) A generated cell never exceeds the largest single-cell
+ * deposit of the fit sample (`x_max`, a buffer): a guard against a decoder extrapolating on
+ * a rare latent point, which real showers never do.
  * Calorimeter showers light a few percent of their cells; a decoder that regresses every
  * cell's energy (MSE) smears a haze of tiny values over the empty ones, which a threshold then
  * removes together with much of the energy. Deciding "hit or not" separately keeps the
@@ -27,10 +31,30 @@
  *   energy = Σ_{hit cells} ((log(x/s) - m)² / (2σ²) + log σ)       Gaussian NLL in log space
  *   esum   = mean_B ((Σ p·s·exp(m + σ²/2) - Σx) / Σx)²              the expected total energy
  *   kl     = -½ Σ (1 + logvar - mu² - e^logvar) / B
- *   loss   = hits + energy + esum_weight·esum + β(step)·kl,  β(step) = beta·min(1, step/kl_warmup)
+ *   loss   = hits + energy + esum_weight·esum + β(step)·kl + etot,  β(step) = beta·min(1, step/kl_warmup)
  * KL annealing (β rising from 0: the warm-up of ../shared/seeds/003*) avoids the posterior
- * collapse of an early, strong KL term. Generation decodes z ~ N(0, 1), samples hits and
- * energies, and applies the seeds' half-MIP cut (cells below gen_threshold set to 0).
+ * collapse of an early, strong KL term.
+ *
+ * Sampling the latent. A VAE's aggregate posterior rarely fills N(0, 1): with this
+ * reconstruction scale some latent dimensions settle at means of ±2 with small spreads, and
+ * a decoder fed prior samples then works where it never trained (a Gaussian fitted to the
+ * posterior does not help: the posterior is curved, and its Gaussian reaches off the data).
+ * So, as the BIB-AE samples its latent by kernel density estimation (../shared/seeds/000*:
+ * "multi-dimensional KDE sampling"), generation draws from a bank of encoded training
+ * points: the last `latent_bank` pairs (z, cond') seen in training, kept as a buffer (so
+ * checkpoints carry it). For a requested condition, one of its `latent_neighbours` nearest
+ * bank entries in cond' space is picked at random and z = z_i + h·ε, h = `latent_bandwidth`.
+ * `latent_sampler = prior` uses N(0, 1) instead. Then hits and energies are sampled and the
+ * seeds' half-MIP cut is applied (cells below gen_threshold set to 0).
+ *
+ * The total energy. The visible energy sum is what a calorimeter measures first, and it is
+ * fragile in a decoder: a latent point slightly off the data makes every cell's energy
+ * extrapolate together. So the model generates it explicitly, as the two-angle BIB-AE does
+ * (a flow for the energy sum, then rescaling; models.md §1.9): an energy head, a small MLP of
+ * the conditions, gives a Gaussian for t = log Σx (its mean and log-width),
+ *   etot = Σ_showers ((t - μ_t)² / (2σ_t²) + log σ_t) / B          (its negative log-likelihood)
+ * added to the loss; a generated shower's cells are rescaled to a total drawn from it
+ * (`energy_head = false` turns this off: the decoder's own sum is kept).
  */
 #include <math.h>
 #include <stdio.h>
@@ -48,16 +72,24 @@ static const cg_cfg_spec VAE_OPTIONS[] = {
     {"esum_weight", CG_CFG_FLOAT, "1000.0", "weight of the relative total-energy term"},
     {"x_scale", CG_CFG_FLOAT, "0", "s in x' = log(1 + x/s), in the data's units; 0 = half a MIP (or fitted)"},
     {"gen_threshold", CG_CFG_FLOAT, "-1", "cells below this are zeroed in generated showers; -1 = half a MIP"},
+    {"latent_sampler", CG_CFG_STR, "kde", "kde (a kernel density over encoded training points near the conditions) or prior"},
+    {"latent_bank", CG_CFG_INT, "4096", "encoded training points the kde sampler keeps"},
+    {"latent_neighbours", CG_CFG_INT, "16", "the kde sampler picks among this many nearest points in condition space"},
+    {"latent_bandwidth", CG_CFG_FLOAT, "0.1", "the kde sampler's kernel width"},
+    {"energy_head", CG_CFG_BOOL, "true", "generate the total energy with its own head and rescale the shower to it"},
     {NULL, 0, NULL, NULL},
 };
 
 struct cg_model {
-    cg_module *root, *enc[3], *enc_fc, *fc_mu, *fc_lv, *dec_fc1, *dec_fc2, *dec[3], *norm;
+    cg_module *root, *enc[3], *enc_fc, *fc_mu, *fc_lv, *dec_fc1, *dec_fc2, *dec[3], *norm, *lat;
+    cg_module *eh1, *eh2; /* the energy head: cond' -> 32 -> (μ_t, log σ_t) */
     cg_optim *opt;
     int latent, ncond, energy_col;
     int64_t grid[3], low[3]; /* D, H, W and the lowest resolution d3, h3, w3 */
     int c3;
-    float beta, esum_weight, gen_threshold;
+    float beta, esum_weight, gen_threshold, bandwidth;
+    int bank, neighbours;
+    bool kde_sampler, energy_head;
     bool fit_scale; /* x_scale comes from the data (no MIP known, none configured) */
     int64_t kl_warmup;
 };
@@ -86,6 +118,22 @@ static cg_model *vae_create(const cg_config *cfg, const cg_cvox_info *info, cg_d
     m->kl_warmup = cg_config_int(cfg, "kl_warmup");
     m->esum_weight = (float)cg_config_float(cfg, "esum_weight");
     m->gen_threshold = (float)cg_config_float(cfg, "gen_threshold");
+    m->energy_head = cg_config_bool(cfg, "energy_head");
+    m->bank = (int)cg_config_int(cfg, "latent_bank");
+    m->neighbours = (int)cg_config_int(cfg, "latent_neighbours");
+    m->bandwidth = (float)cg_config_float(cfg, "latent_bandwidth");
+    const char *sampler = cg_config_str(cfg, "latent_sampler");
+    m->kde_sampler = strcmp(sampler, "prior") != 0;
+    if (m->kde_sampler && strcmp(sampler, "kde") != 0) {
+        cg_set_error(CG_ERR_INVALID, "vae: latent_sampler must be kde or prior (got '%s')", sampler);
+        free(m);
+        return NULL;
+    }
+    if (m->bank < 1 || m->neighbours < 1 || !(m->bandwidth >= 0)) {
+        cg_set_error(CG_ERR_INVALID, "vae: latent_bank and latent_neighbours must be >= 1, latent_bandwidth >= 0");
+        free(m);
+        return NULL;
+    }
     if (m->gen_threshold < 0) m->gen_threshold = g->mip_mev > 0 ? 0.5f * g->mip_mev / g->to_mev : 0.0f;
     m->ncond = info->ncond;
     m->energy_col = cg_cvox_cond_index(info, "energy");
@@ -101,6 +149,7 @@ static cg_model *vae_create(const cg_config *cfg, const cg_cvox_info *info, cg_d
     m->root = cg_module_new(NULL, "");
     cg_module *enc = cg_module_new(m->root, "encoder"), *dec = cg_module_new(m->root, "decoder");
     m->norm = cg_module_new(m->root, "norm");
+    m->lat = cg_module_new(m->root, "latent_fit");
     int ch[4] = {1, c, 2 * c, 4 * c};
     m->c3 = ch[3];
     int64_t size[4][3];
@@ -131,6 +180,9 @@ static cg_model *vae_create(const cg_config *cfg, const cg_cvox_info *info, cg_d
          (m->fc_lv = cg_linear_new(enc, "fc_logvar", hidden, m->latent, true, dev, rng)) &&
          (m->dec_fc1 = cg_linear_new(dec, "fc1", m->latent + m->ncond, hidden, true, dev, rng)) &&
          (m->dec_fc2 = cg_linear_new(dec, "fc2", hidden, (int)flat, true, dev, rng));
+    cg_module *eh = cg_module_new(m->root, "energy_head");
+    ok = ok && (m->eh1 = cg_linear_new(eh, "fc1", m->ncond > 0 ? m->ncond : 1, 32, true, dev, rng)) &&
+         (m->eh2 = cg_linear_new(eh, "fc2", 32, 2, true, dev, rng));
     int64_t nc = m->ncond > 0 ? m->ncond : 1;
     float scale = (float)cg_config_float(cfg, "x_scale");
     if (scale <= 0 && g->mip_mev > 0) scale = 0.5f * g->mip_mev / g->to_mev;
@@ -138,7 +190,11 @@ static cg_model *vae_create(const cg_config *cfg, const cg_cvox_info *info, cg_d
     ok = ok && cg_module_add(m->norm, "cond_mean", cg_tensor_zeros(dev, 1, &nc), true) == CG_OK &&
          cg_module_add(m->norm, "cond_std", cg_tensor_full(dev, 1, &nc, 1.0f), true) == CG_OK &&
          cg_module_add(m->norm, "x_scale", cg_tensor_full(dev, CG_SHAPE(1), m->fit_scale ? 1.0f : scale), true) ==
-             CG_OK;
+             CG_OK &&
+         cg_module_add(m->norm, "x_max", cg_tensor_full(dev, CG_SHAPE(1), INFINITY), true) == CG_OK;
+    int64_t J = m->latent + m->ncond; /* a bank row: (z, cond') */
+    ok = ok && cg_module_add(m->lat, "bank", cg_tensor_zeros(dev, CG_SHAPE(m->bank, J)), true) == CG_OK &&
+         cg_module_add(m->lat, "count", cg_tensor_zeros(CG_CPU, CG_SHAPE(1)), true) == CG_OK;
     if (ok) {
         cg_named_list params = {0};
         cg_module_collect(m->root, &params, false);
@@ -215,6 +271,23 @@ static cg_status vae_fit(cg_model *m, cg_tensor *x, cg_tensor *cond) {
         cg_tensor *xs = cg_module_param(m->norm, "x_scale");
         cg_tensor_set_host(xs, &s);
     }
+    if (st == CG_OK) { /* the largest single-cell deposit: the generation guard */
+        float *hx = cg_tensor_host_copy(x), xmax = 0;
+        for (int64_t i = 0; hx && i < cg_numel(x); i++) xmax = fmaxf(xmax, hx[i]);
+        free(hx);
+        st = cg_tensor_set_host(cg_module_param(m->norm, "x_max"), &xmax);
+    }
+    if (st == CG_OK) {
+        /* start the energy head at the data: its outputs' biases at the mean and log-width of
+         * t = log Σ(x/s), its output weights at zero (so it starts with what fit saw) */
+        unsigned cells = 0;
+        for (int i = 1; i < x->ndim; i++) cells |= 1u << i;
+        cg_tensor *t = cg_log(cg_add_scalar(cg_sum(cg_div(x, cg_module_param(m->norm, "x_scale")), cells, false), 1e-6f));
+        float b[2] = {cg_item(cg_mean_all(t)), 0.5f * logf(fmaxf(cg_item(cg_var(t, CG_AXIS(0), false, 0)), 1e-8f))};
+        cg_tensor *w2 = cg_module_param(m->eh2, "weight"), *b2 = cg_module_param(m->eh2, "bias");
+        cg_backend_of(w2)->fill(cg_data(w2), 0.0f, cg_numel(w2));
+        st = cg_tensor_set_host(b2, b);
+    }
     cg_tape_rewind(mark);
     cg_set_grad_enabled(prev);
     return st;
@@ -252,7 +325,73 @@ static cg_tensor *decode(cg_model *m, cg_tensor *z, cg_tensor *c) {
 static void heads(cg_tensor *out, cg_tensor **logit, cg_tensor **mean, cg_tensor **log_sigma) {
     *logit = cg_slice(out, 1, 0, 1);
     *mean = cg_slice(out, 1, 1, 2);
-    *log_sigma = cg_clamp(cg_slice(out, 1, 2, 3), -4.0f, 1.0f);
+    *log_sigma = cg_clamp(cg_slice(out, 1, 2, 3), -4.0f, 0.0f);
+}
+
+/* Append the batch's (z, cond') rows to the bank, a ring buffer; `count` (on the CPU) is the
+ * number of rows ever written. */
+static cg_status bank_latent(cg_model *m, cg_tensor *z, cg_tensor *c) {
+    bool prev = cg_set_grad_enabled(false);
+    cg_tape_pos mark = cg_tape_mark();
+    cg_tensor *j = cg_contiguous(c ? cg_concat(2, (cg_tensor *[]){cg_detach(z), c}, 1) : cg_detach(z));
+    cg_tensor *bank = cg_module_param(m->lat, "bank");
+    float *count = cg_data(cg_module_param(m->lat, "count"));
+    int64_t J = bank->shape[1], B = j->shape[0], K = bank->shape[0];
+    const cg_backend *be = cg_backend_of(bank);
+    for (int64_t i = 0; i < B && i < K; i++) { /* row by row: the ring may wrap */
+        int64_t at = ((int64_t)*count + i) % K;
+        be->copy(cg_data(bank) + at * J, cg_data(j) + (B - (B < K ? B : K) + i) * J, (size_t)J * sizeof(float));
+    }
+    *count += (float)B;
+    cg_tape_rewind(mark);
+    cg_set_grad_enabled(prev);
+    return CG_OK;
+}
+
+/* z for normalised conditions c' (B, nc): a kde draw from the bank near each condition. */
+static cg_tensor *sample_latent(cg_model *m, cg_tensor *c, int64_t B, cg_rng *rng, cg_device dev) {
+    int L = m->latent, nc = c ? m->ncond : 0, J = L + m->ncond;
+    float count = cg_item(cg_module_param(m->lat, "count"));
+    int64_t K = count < (float)m->bank ? (int64_t)count : m->bank;
+    if (K < 1) {
+        cg_set_error(CG_ERR_INVALID, "vae: the latent bank is empty (the model was never trained)");
+        return NULL;
+    }
+    float *bank = cg_tensor_host_copy(cg_module_param(m->lat, "bank"));
+    float *hc = nc ? cg_tensor_host_copy(c) : NULL;
+    float *z = cg_xmalloc((size_t)(B * L) * sizeof(float));
+    int k = m->neighbours < K ? m->neighbours : (int)K;
+    int64_t *best = cg_xmalloc((size_t)k * sizeof(int64_t));
+    double *bd = cg_xmalloc((size_t)k * sizeof(double));
+    for (int64_t b = 0; bank && b < B; b++) {
+        /* the k nearest bank rows in cond' space (all rows when there are no conditions) */
+        int nb = 0;
+        for (int64_t r = 0; r < K; r++) {
+            double d = 0;
+            for (int q = 0; q < nc; q++) {
+                double t = bank[r * J + L + q] - hc[b * nc + q];
+                d += t * t;
+            }
+            if (nb < k) { best[nb] = r; bd[nb++] = d; continue; }
+            int worst = 0;
+            for (int q = 1; q < k; q++) worst = bd[q] > bd[worst] ? q : worst;
+            if (d < bd[worst]) { best[worst] = r; bd[worst] = d; }
+        }
+        int64_t pick = best[cg_rng_below(rng, (uint64_t)nb)];
+        for (int q = 0; q < L; q++) z[b * L + q] = bank[pick * J + q] + m->bandwidth * (float)cg_rng_normal(rng);
+    }
+    cg_tensor *out = bank ? cg_op_adopt(cg_tensor_from_host(dev, CG_SHAPE(B, L), z)) : NULL;
+    free(bank); free(hc); free(z); free(best); free(bd);
+    return out;
+}
+
+/* The energy head: (μ_t, log σ_t) of t = log Σx, each (B, 1), for normalised conditions c
+ * (NULL when the data has none: a constant input). */
+static void energy_dist(cg_model *m, cg_tensor *c, int64_t B, cg_device dev, cg_tensor **mu_t, cg_tensor **ls_t) {
+    cg_tensor *in = c ? c : cg_full(dev, CG_SHAPE(B, 1), 1.0f);
+    cg_tensor *o = cg_module_forward(m->eh2, cg_tanh(cg_module_forward(m->eh1, in)));
+    *mu_t = cg_slice(o, 1, 0, 1);
+    *ls_t = cg_clamp(cg_slice(o, 1, 1, 2), -6.0f, 2.0f);
 }
 
 static cg_status vae_train_step(cg_model *m, cg_tensor *x, cg_tensor *cond, int64_t step, cg_rng *rng,
@@ -280,31 +419,55 @@ static cg_status vae_train_step(cg_model *m, cg_tensor *x, cg_tensor *cond, int6
     cg_tensor *kl = cg_gaussian_kl(mu, logvar);
     float beta = m->kl_warmup > 0 ? m->beta * fminf(1.0f, (float)step / (float)m->kl_warmup) : m->beta;
     cg_tensor *loss = cg_add(cg_add(hits, energy), cg_add(cg_scale(esum, m->esum_weight), cg_scale(kl, beta)));
+    cg_tensor *etot = NULL;
+    if (m->energy_head) { /* Gaussian NLL of t = log Σx (in units of s) */
+        cg_tensor *mu_t, *ls_t;
+        energy_dist(m, c, B, x->device, &mu_t, &ls_t);
+        cg_tensor *t = cg_reshape(cg_log(cg_add_scalar(e_true, 1e-6f)), CG_SHAPE(B, 1));
+        cg_tensor *z2 = cg_square(cg_mul(cg_sub(t, mu_t), cg_exp(cg_neg(ls_t))));
+        etot = cg_scale(cg_sum_all(cg_add(cg_scale(z2, 0.5f), ls_t)), inv_b);
+        loss = cg_add(loss, etot);
+    }
     if (!loss) return cg_last_status();
-    cg_losses_add(out, "loss", cg_item(loss));
-    cg_losses_add(out, "hits", cg_item(hits));
-    cg_losses_add(out, "energy", cg_item(energy));
-    cg_losses_add(out, "esum", cg_item(esum));
-    cg_losses_add(out, "kl", cg_item(kl));
+    const char *names[6] = {"loss", "hits", "energy", "esum", "kl", "etot"};
+    cg_tensor *values[6] = {loss, hits, energy, esum, kl, etot};
+    cg_status st = cg_losses_read(out, etot ? 6 : 5, names, values);
+    if (st != CG_OK) return st;
     cg_losses_add(out, "beta", beta);
     if (!isfinite(out->value[0])) return CG_OK; /* the trainer reports it and stops */
-    cg_status st = cg_backward(loss);
+    st = cg_backward(loss);
     if (st == CG_OK) st = cg_optim_step(m->opt);
     cg_optim_zero_grad(m->opt);
+    if (st == CG_OK) st = bank_latent(m, z, c);
     return st;
 }
 
 static cg_tensor *vae_generate(cg_model *m, cg_tensor *cond, cg_rng *rng) {
     int64_t B = cond->shape[0];
     bool prev = cg_set_grad_enabled(false);
-    cg_tensor *z = cg_op_adopt(cg_tensor_randn(cond->device, CG_SHAPE(B, m->latent), rng, 0.0f, 1.0f));
+    cg_tensor *c = transform_cond(m, cond);
+    cg_tensor *z = m->kde_sampler ? sample_latent(m, c, B, rng, cond->device)
+                                     : cg_op_adopt(cg_tensor_randn(cond->device, CG_SHAPE(B, m->latent), rng, 0.0f, 1.0f));
     cg_tensor *logit, *mean, *lsig;
-    heads(decode(m, z, transform_cond(m, cond)), &logit, &mean, &lsig);
+    heads(decode(m, z, c), &logit, &mean, &lsig);
     /* a hit where u < p (u uniform), with energy s·exp(m + σ·ε) */
     cg_tensor *hit = cg_step(cg_sub(cg_sigmoid(logit), cg_rand_like(logit, rng, 0.0f, 1.0f)), 0.0f);
-    cg_tensor *e = cg_exp(cg_add(mean, cg_mul(cg_randn_like(mean, rng), cg_exp(lsig))));
+    cg_tensor *eps = cg_clamp(cg_randn_like(mean, rng), -3.0f, 3.0f);
+    cg_tensor *e = cg_exp(cg_add(mean, cg_mul(eps, cg_exp(lsig))));
     cg_tensor *x = cg_mul(cg_mul(e, hit), cg_module_param(m->norm, "x_scale"));
+    float xmax = cg_item(cg_module_param(m->norm, "x_max"));
+    if (x && isfinite(xmax) && xmax > 0) x = cg_clamp(x, 0.0f, xmax);
     if (x && m->gen_threshold > 0) x = cg_mul(x, cg_step(x, m->gen_threshold)); /* the half-MIP cut */
+    if (x && m->energy_head) { /* rescale to a total drawn from the energy head */
+        cg_tensor *mu_t, *ls_t;
+        energy_dist(m, c, B, cond->device, &mu_t, &ls_t);
+        cg_tensor *tot = cg_exp(cg_add(mu_t, cg_mul(cg_clamp(cg_randn_like(mu_t, rng), -3.0f, 3.0f), cg_exp(ls_t))));
+        tot = cg_mul(tot, cg_module_param(m->norm, "x_scale")); /* t was in units of s */
+        unsigned vox = CG_AXIS(1) | CG_AXIS(2) | CG_AXIS(3) | CG_AXIS(4);
+        cg_tensor *sum = cg_reshape(cg_sum(x, vox, false), CG_SHAPE(B, 1));
+        cg_tensor *f = cg_div(tot, cg_clamp(sum, 1e-30f, INFINITY)); /* an empty shower stays empty */
+        x = cg_mul(x, cg_reshape(f, CG_SHAPE(B, 1, 1, 1, 1)));
+    }
     cg_set_grad_enabled(prev);
     return x ? cg_reshape(x, CG_SHAPE(B, -1)) : NULL;
 }

@@ -25,6 +25,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "io/simulate.h"
+#include "models/eval/evaluate.h"
 #include "models/train.h"
 
 static int progress(int64_t done, int64_t total, void *ctx) {
@@ -151,9 +152,15 @@ int cmd_demo(int argc, char **argv) {
     if (cg_generate(ckpt, gen_path, &go, &gr) != CG_OK) return cli_fail_lib("demo", "generation");
     printf("      %.0f showers/s\n", gr.showers_per_s);
 
-    /* 4. evaluation: TODO(issue 6) wire models/eval's pipeline here when it lands */
+    /* 4. evaluation (models/eval/evaluate.h): metrics.json and index.html in `report` */
     printf("[4/4] evaluating generated against test showers\n");
-    printf("      (the evaluation module is not in this build yet) %s\n", report);
-    printf("done in %.0f s: %s\n", cli_now() - t0, gen_path);
+    fflush(stdout);
+    cg_eval_opts eo;
+    cg_eval_defaults(&eo);
+    eo.seed = (uint64_t)seed;
+    cg_eval_summary es;
+    if (cg_evaluate_files(test_path, gen_path, report, &eo, &es) != CG_OK) return cli_fail_lib("demo", "evaluation");
+    cg_eval_summary_print(stdout, &es);
+    printf("done in %.0f s: open %s\n", cli_now() - t0, es.report_path);
     return 0;
 }

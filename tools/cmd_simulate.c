@@ -9,6 +9,7 @@
  * same options and seed give the same file, whatever --threads says.
  */
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 
 #include "calograd.h"
@@ -80,6 +81,7 @@ int cmd_simulate(int argc, char **argv) {
     cg_sim *sim = cg_sim_new(&o);
     if (!sim) return cli_fail_lib("simulate", NULL);
     cli_catch_signals();
+    signal(SIGXFSZ, SIG_IGN); /* a file size limit is reported as a write error, like a full disk */
     double t0 = cli_now();
     cg_status st = cg_sim_write(sim, events, out, on_progress, &t0);
     double dt = cli_now() - t0;

@@ -1,0 +1,576 @@
+/*
+ * bench/gpu_bench.c — calograd's side of the GPU benchmark of issue 4. bench/gpu.sh runs it
+ * next to bench/gpu_torch.py, which times PyTorch on the same cases on the same GPU and
+ * merges both into bench/results/gpu.json and one table.
+ *
+ * Cases (shapes in ../shared/reference/models.md §1.3, §1.5 and issue 3's layer suite):
+ *  - layers: the nine conv / conv_transpose layers at batch 64, forward alone and forward +
+ *    backward (dx and dw, as torch's backward with both requiring grad);
+ *  - generate: the Getting-High BIB-AE decoder + post-processor turning (z, E) into
+ *    showers at batches 100 and 1000, the post-processor through the fused per-voxel layer
+ *    (pointwise_layer), intermediates freed as soon as they are used (mark/rewind);
+ *  - pp_train: a post-processor training step at batch 64 (forward unfused, MSE loss,
+ *    backward, Adam);
+ *  - critic: a WGAN-GP critic step at batch 64 (conv k4 s2 p1 1->32->64->128, LReLU 0.2,
+ *    linear 3456->1; gradient penalty by double backward, λ = 10; Adam).
+ * Every case runs in each math mode asked for (--modes fp32,tf32,bf16). Models are built
+ * from models/module.h with PyTorch's default initialisation.
+ *
+ * Timing: CUDA events around each repetition, medians of --reps after --warmup runs.
+ * FLOPs count the convolutions' and matrix products' multiply-adds x 2 (forward); forward
+ * + backward counts 3x the forward. --check also runs the generation at batch 1 on the
+ * CPU and reports the GPU's relative error per math mode.
+ * --smoke shrinks every case (batch 1-2, small volumes, one repetition): a check of this
+ * program, e.g. on the CPU emulator (gpu_bench_emu, tests/meson.build).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "calograd.h"
+#include "kernels/cuda/cuda.h"
+#include "tools/cli.h"
+
+#define GPU CG_CUDA
+
+typedef struct {
+    int warmup, reps, smoke;
+    cg_cuda_timer *timer;
+    FILE *json;
+    int first_record;
+} bench;
+
+static bench B;
+
+static int cmp_float(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+typedef void (*run_fn)(void *ctx);
+
+/* Median GPU milliseconds of fn over B.reps runs after B.warmup runs. */
+static double time_ms(run_fn fn, void *ctx) {
+    for (int i = 0; i < B.warmup; i++) fn(ctx);
+    float t[64];
+    int reps = B.reps < 64 ? B.reps : 64;
+    for (int i = 0; i < reps; i++) {
+        cg_cuda_timer_start(B.timer);
+        fn(ctx);
+        t[i] = cg_cuda_timer_stop(B.timer);
+    }
+    qsort(t, (size_t)reps, sizeof t[0], cmp_float);
+    return reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
+}
+
+static const char *MODE_NAMES[3] = {"fp32", "tf32", "bf16"};
+
+static void record(const char *group, const char *name, const char *mode, const char *metric, double ms,
+                   double flops, int64_t batch) {
+    if (!B.json) return;
+    fprintf(B.json, "%s\n    {\"group\": \"%s\", \"case\": \"%s\", \"mode\": \"%s\", \"metric\": \"%s\", \"ms\": %.6g, "
+            "\"flops\": %.6g, \"batch\": %lld}", B.first_record ? "" : ",", group, name, mode, metric, ms, flops,
+            (long long)batch);
+    fflush(B.json); /* a run cut short still leaves what it measured in the .tmp file */
+    B.first_record = 0;
+}
+
+static void check(cg_tensor *t, const char *what) {
+    if (!t) {
+        fprintf(stderr, "gpu_bench: %s failed: %s\n", what, cg_last_error());
+        exit(1);
+    }
+}
+
+/* ---------------------------------------------------------- layer suite ---- */
+
+typedef struct {
+    const char *name;
+    int transpose, ci, co, k, s, p, d;
+} layer_case;
+
+static const layer_case LAYERS[] = {
+    {"enc_c1_k4s2_1to32_30", 0, 1, 32, 4, 2, 1, 30},  {"c3_32to32_30", 0, 32, 32, 3, 1, 1, 30},
+    {"c4s2_32to64_15", 0, 32, 64, 4, 2, 1, 15},       {"c3_64to64_15", 0, 64, 64, 3, 1, 1, 15},
+    {"ct4s2_64to32_15to30", 1, 64, 32, 4, 2, 1, 15},  {"ct3_32to1_30", 1, 32, 1, 3, 1, 1, 30},
+    {"pp_k1_2to128_30", 0, 2, 128, 1, 1, 0, 30},      {"pp_k1_128to128_30", 0, 128, 128, 1, 1, 0, 30},
+    {"gan3d_k5_8to8_25", 0, 8, 8, 5, 1, 2, 25},
+};
+
+typedef struct {
+    const layer_case *c;
+    cg_tensor *x, *w, *gy;
+} layer_ctx;
+
+static cg_tensor *layer_forward(layer_ctx *l) {
+    cg_conv_opts o = cg_conv_opts_make(l->c->s, l->c->p, 0);
+    return l->c->transpose ? cg_conv_transpose3d(l->x, l->w, NULL, o) : cg_conv3d(l->x, l->w, NULL, o);
+}
+
+static void run_layer_fwd(void *ctx) {
+    bool prev = cg_set_grad_enabled(false);
+    check(layer_forward(ctx), "layer forward");
+    cg_set_grad_enabled(prev);
+    cg_tape_reset();
+}
+
+static void run_layer_fwdbwd(void *ctx) {
+    layer_ctx *l = ctx;
+    cg_tensor *y = layer_forward(l);
+    check(y, "layer forward");
+    if (cg_backward_with(y, l->gy) != CG_OK) check(NULL, "layer backward");
+    cg_tensor_free(l->x->grad);
+    cg_tensor_free(l->w->grad);
+    l->x->grad = l->w->grad = NULL;
+    cg_tape_reset();
+}
+
+static void bench_layers(int nmodes, const int *modes, cg_rng *rng) {
+    int64_t N = B.smoke ? 1 : 64;
+    printf("\nlayer suite, batch %lld (fwd+bwd = forward, dx and dw)\n", (long long)N);
+    printf("%-22s %-5s %10s %9s %12s %9s\n", "case", "mode", "fwd ms", "TFLOP/s", "fwd+bwd ms", "TFLOP/s");
+    for (size_t i = 0; i < sizeof LAYERS / sizeof LAYERS[0]; i++) {
+        layer_case c = LAYERS[i];
+        if (B.smoke) c.d = c.d / 3 > c.k ? c.d / 3 : c.k + 1;
+        int64_t D = c.d, out = c.transpose ? (D - 1) * c.s - 2 * c.p + c.k : (D + 2 * c.p - c.k) / c.s + 1;
+        layer_ctx l = {&c, NULL, NULL, NULL};
+        l.x = cg_tensor_randn(GPU, CG_SHAPE(N, c.ci, D, D, D), rng, 0, 1);
+        l.w = c.transpose ? cg_tensor_randn(GPU, CG_SHAPE(c.ci, c.co, c.k, c.k, c.k), rng, 0, 0.1f)
+                          : cg_tensor_randn(GPU, CG_SHAPE(c.co, c.ci, c.k, c.k, c.k), rng, 0, 0.1f);
+        l.gy = cg_tensor_randn(GPU, CG_SHAPE(N, c.co, out, out, out), rng, 0, 1);
+        check(l.x && l.w ? l.gy : NULL, "allocating a layer case");
+        cg_set_requires_grad(l.x, true);
+        cg_set_requires_grad(l.w, true);
+        /* MACs: Ci·Co·k³ per output voxel (conv) or per input voxel (transposed conv) */
+        double vox = c.transpose ? (double)D * D * D : (double)out * out * out;
+        double flops = 2.0 * N * c.ci * c.co * c.k * c.k * c.k * vox;
+        for (int m = 0; m < nmodes; m++) {
+            cg_set_math_mode((cg_math_mode)modes[m]);
+            double f = time_ms(run_layer_fwd, &l), fb = time_ms(run_layer_fwdbwd, &l);
+            printf("%-22s %-5s %10.3f %9.2f %12.3f %9.2f\n", c.name, MODE_NAMES[modes[m]], f, flops / f / 1e9, fb,
+                   3 * flops / fb / 1e9);
+            record("layers", c.name, MODE_NAMES[modes[m]], "fwd", f, flops, N);
+            record("layers", c.name, MODE_NAMES[modes[m]], "fwd+bwd", fb, 3 * flops, N);
+        }
+        cg_set_math_mode(CG_MATH_FP32);
+        cg_tensor_free(l.x);
+        cg_tensor_free(l.w);
+        cg_tensor_free(l.gy);
+    }
+}
+
+/* ------------------------------------------- BIB-AE decoder + post-processor ---- */
+
+typedef struct {
+    cg_module *root;
+    cg_module *cond[3], *deconv[2], *conv[5], *ln[7];             /* decoder (§1.3) */
+    cg_module *fcec[3], *pconv[6], *pln[4];                       /* post-processor (§1.5) */
+} bibae;
+
+static void bibae_build(bibae *m, cg_device dev, cg_rng *rng) {
+    memset(m, 0, sizeof *m);
+    m->root = cg_module_new(NULL, "bibae");
+    cg_module *dec = cg_module_new(m->root, "decoder"), *pp = cg_module_new(m->root, "pp");
+    const int cin[3] = {513, 768, 4000}, cout[3] = {768, 4000, 8000};
+    char nm[32];
+    for (int i = 0; i < 3; i++) {
+        snprintf(nm, sizeof nm, "cond%d", i + 1);
+        m->cond[i] = cg_linear_new(dec, nm, cin[i], cout[i], true, dev, rng);
+    }
+    const int k3[3] = {3, 3, 3}, k2[3] = {2, 2, 2}, k1[3] = {1, 1, 1};
+    m->deconv[0] = cg_conv_transpose3d_new(dec, "deconv1", 8, 8, k3, cg_conv_opts_make(3, 1, 2), false, dev, rng);
+    m->deconv[1] = cg_conv_transpose3d_new(dec, "deconv2", 8, 16, k3, cg_conv_opts_make(2, 1, 1), false, dev, rng);
+    m->conv[0] = cg_conv3d_new(dec, "conv0", 16, 8, k2, cg_conv_opts_make(2, 0, 0), false, dev, rng);
+    const int ci[4] = {8, 16, 32, 16}, co[4] = {16, 32, 16, 1};
+    for (int i = 0; i < 4; i++) {
+        snprintf(nm, sizeof nm, "conv%d", i + 1);
+        m->conv[i + 1] = cg_conv3d_new(dec, nm, ci[i], co[i], k3, cg_conv_opts_make(1, 1, 0), false, dev, rng);
+    }
+    const int64_t s30[3] = {30, 30, 30}, s60[3] = {60, 60, 60};
+    for (int i = 0; i < 6; i++) {
+        snprintf(nm, sizeof nm, "norm%d", i);
+        m->ln[i] = cg_layer_norm_new(dec, nm, 3, i == 1 ? s60 : s30, true, 1e-5f, dev);
+    }
+    /* post-processor: econd MLP 2->64->64->64, then per-voxel 1->128, 192->128, 3x 128->128,
+     * 128->1; LN after conv1..conv4; the econd channels follow conv1's 128 in the concat */
+    for (int i = 0; i < 3; i++) {
+        snprintf(nm, sizeof nm, "fcec%d", i + 1);
+        m->fcec[i] = cg_linear_new(pp, nm, i ? 64 : 2, 64, true, dev, rng);
+    }
+    const int pci[6] = {1, 192, 128, 128, 128, 128}, pco[6] = {128, 128, 128, 128, 128, 1};
+    for (int i = 0; i < 6; i++) {
+        snprintf(nm, sizeof nm, "conv%d", i + 1);
+        m->pconv[i] = cg_conv3d_new(pp, nm, pci[i], pco[i], k1, cg_conv_opts_make(1, 0, 0), i < 5, dev, rng);
+    }
+    for (int i = 0; i < 4; i++) {
+        snprintf(nm, sizeof nm, "norm%d", i + 1);
+        m->pln[i] = cg_layer_norm_new(pp, nm, 3, s30, true, 1e-5f, dev);
+    }
+    if (cg_last_status() != CG_OK && cg_last_error()[0]) check(NULL, "building the BIB-AE");
+}
+
+/* Keep t past a rewind of the tape to m (the caller frees it). */
+static cg_tensor *keep(cg_tape_pos m, cg_tensor *t) {
+    check(t, "a generation stage");
+    cg_tensor_retain(t);
+    cg_tape_rewind(m);
+    return t;
+}
+
+/* leaky(norm(layer(x))) with everything but the result freed; consumes x. */
+static cg_tensor *stage(cg_module *layer, cg_module *norm, cg_tensor *x, float slope) {
+    cg_tape_pos m = cg_tape_mark();
+    cg_tensor *h = keep(m, cg_module_forward(layer, x));
+    cg_tensor_free(x);
+    if (norm) {
+        cg_tensor *n = keep(m, cg_module_forward(norm, h));
+        cg_tensor_free(h);
+        h = n;
+    }
+    cg_tensor *a = keep(m, slope < 0 ? cg_relu(h) : cg_leaky_relu(h, slope));
+    cg_tensor_free(h);
+    return a;
+}
+
+/* Showers (B, 1, 30, 30, 30) from z (B, 512) and E (B, 1); grad mode must be off. */
+static cg_tensor *bibae_generate(bibae *m, cg_tensor *z, cg_tensor *E) {
+    cg_tape_pos top = cg_tape_mark();
+    int64_t Bn = z->shape[0];
+    cg_tensor *h = keep(top, cg_concat(2, (cg_tensor *[]){z, E}, 1));
+    for (int i = 0; i < 3; i++) h = stage(m->cond[i], NULL, h, 0.2f);
+    cg_tensor *v = keep(top, cg_reshape(h, CG_SHAPE(Bn, 8, 10, 10, 10)));
+    cg_tensor_free(h);
+    h = stage(m->deconv[0], m->ln[0], v, 0.2f);
+    h = stage(m->deconv[1], m->ln[1], h, 0.2f);
+    for (int i = 0; i < 4; i++) h = stage(m->conv[i], m->ln[i + 2], h, 0.2f);
+    cg_tensor *x = stage(m->conv[4], NULL, h, -1.0f); /* ReLU */
+    /* post-processor: the energy conditioning, folded into conv2 as a per-sample bias */
+    cg_tape_pos pm = cg_tape_mark();
+    cg_tensor *ec = cg_concat(2, (cg_tensor *[]){cg_sum(cg_flatten(x, 1), CG_AXIS(1), true), E}, 1);
+    for (int i = 0; i < 3; i++) ec = cg_leaky_relu(cg_module_forward(m->fcec[i], ec), 0.01f);
+    cg_tensor *w2 = cg_reshape(cg_module_param(m->pconv[1], "weight"), CG_SHAPE(128, 192));
+    cg_tensor *bias_b = cg_linear(ec, cg_slice(w2, 1, 128, 192), NULL);
+    cg_tensor *w2a = cg_contiguous(cg_slice(w2, 1, 0, 128));
+    check(bias_b && w2a ? w2a : NULL, "the post-processor's conditioning");
+    cg_tensor_retain(bias_b);
+    cg_tensor_retain(w2a);
+    cg_tape_rewind(pm);
+    cg_tensor *stats[2], *ms = NULL, *rs = NULL;
+    for (int i = 0; i < 6; i++) {
+        cg_tape_pos lm = cg_tape_mark();
+        cg_tensor *w = i == 1 ? w2a : cg_module_param(m->pconv[i], "weight");
+        cg_tensor *g = i >= 1 && i <= 4 ? cg_module_param(m->pln[i - 1], "weight") : NULL;
+        cg_tensor *be = i >= 1 && i <= 4 ? cg_module_param(m->pln[i - 1], "bias") : NULL;
+        int want_stats = i < 4; /* conv1..conv4 feed a layer norm */
+        cg_tensor *y = cg_pointwise_layer(x, i <= 4 ? ms : NULL, i <= 4 ? rs : NULL, g, be, i > 0, 0.01f, w,
+                                          cg_module_param(m->pconv[i], "bias"), i == 1 ? bias_b : NULL, 1e-5f,
+                                          want_stats ? stats : NULL);
+        if (y && want_stats) { /* before the rewind, which would free them */
+            cg_tensor_retain(stats[0]);
+            cg_tensor_retain(stats[1]);
+        }
+        y = keep(lm, y);
+        cg_tensor_free(x);
+        cg_tensor_free(ms);
+        cg_tensor_free(rs);
+        x = y;
+        ms = want_stats ? stats[0] : NULL;
+        rs = want_stats ? stats[1] : NULL;
+    }
+    cg_tensor_free(bias_b);
+    cg_tensor_free(w2a);
+    cg_tape_rewind(top);
+    return x; /* owned */
+}
+
+typedef struct {
+    bibae *m;
+    cg_tensor *z, *E;
+} gen_ctx;
+
+static void run_generate(void *ctx) {
+    gen_ctx *g = ctx;
+    bool prev = cg_set_grad_enabled(false);
+    cg_tensor *x = bibae_generate(g->m, g->z, g->E);
+    cg_set_grad_enabled(prev);
+    cg_tensor_free(x);
+    cg_tape_reset();
+}
+
+/* Decoder + post-processor MACs per shower: linears, convs, transposed convs (§1.10). */
+static double bibae_flops_per_shower(void) {
+    double mac = 513.0 * 768 + 768.0 * 4000 + 4000.0 * 8000;
+    mac += 8.0 * 8 * 27 * 1000 + 8.0 * 16 * 27 * 27000;         /* deconv1, deconv2 (input voxels) */
+    mac += 16.0 * 8 * 8 * 27000;                                 /* conv0 */
+    mac += (8.0 * 16 + 16.0 * 32 + 32.0 * 16 + 16.0 * 1) * 27 * 27000; /* conv1..conv4 */
+    mac += 27000.0 * (1 * 128 + 192 * 128 + 3 * 128 * 128 + 128); /* post-processor */
+    mac += 2 * 64 + 64 * 64 * 2;
+    return 2 * mac;
+}
+
+static void bench_generate(int nmodes, const int *modes, cg_rng *rng, int do_check) {
+    bibae m;
+    bibae_build(&m, GPU, rng);
+    double fps = bibae_flops_per_shower();
+    printf("\nBIB-AE decoder + post-processor generation (%.2f GFLOP per shower)\n", fps / 1e9);
+    printf("%-22s %-5s %10s %12s %9s\n", "case", "mode", "batch ms", "ms/shower", "TFLOP/s");
+    const int64_t batches[2] = {B.smoke ? 1 : 100, B.smoke ? 2 : 1000};
+    for (int bi = 0; bi < 2; bi++) {
+        int64_t Bn = batches[bi];
+        gen_ctx g = {&m, cg_tensor_randn(GPU, CG_SHAPE(Bn, 512), rng, 0, 1),
+                     cg_tensor_rand(GPU, CG_SHAPE(Bn, 1), rng, 10, 100)};
+        char name[48];
+        snprintf(name, sizeof name, "generate_b%lld", (long long)Bn);
+        /* a batch of 1000 runs for most of a second: fewer repetitions */
+        int reps = B.reps, warm = B.warmup;
+        if (Bn >= 1000) {
+            B.reps = B.reps < 5 ? B.reps : 5;
+            B.warmup = B.warmup < 1 ? B.warmup : 1;
+        }
+        for (int mi = 0; mi < nmodes; mi++) {
+            cg_set_math_mode((cg_math_mode)modes[mi]);
+            double ms = time_ms(run_generate, &g);
+            printf("%-22s %-5s %10.2f %12.4f %9.2f\n", name, MODE_NAMES[modes[mi]], ms, ms / Bn, fps * Bn / ms / 1e9);
+            record("generate", name, MODE_NAMES[modes[mi]], "batch", ms, fps * Bn, Bn);
+        }
+        B.reps = reps;
+        B.warmup = warm;
+        cg_set_math_mode(CG_MATH_FP32);
+        cg_tensor_free(g.z);
+        cg_tensor_free(g.E);
+    }
+    if (do_check) {
+        /* one shower on the CPU (reference path) against the GPU in each math mode */
+        bibae mc;
+        cg_rng r2 = cg_rng_make(7), r3 = cg_rng_make(7);
+        bibae_build(&mc, CG_CPU, &r2);
+        bibae mg;
+        bibae_build(&mg, GPU, &r3); /* the same parameters: the same stream of draws */
+        cg_rng rz = cg_rng_make(11);
+        cg_tensor *z = cg_tensor_randn(CG_CPU, CG_SHAPE(1, 512), &rz, 0, 1);
+        cg_tensor *E = cg_tensor_full(CG_CPU, CG_SHAPE(1, 1), 50.0f);
+        bool prev = cg_set_grad_enabled(false);
+        cg_tensor *want = bibae_generate(&mc, z, E);
+        cg_tensor *zg = cg_tensor_clone(z, GPU), *Eg = cg_tensor_clone(E, GPU);
+        float *hw = cg_tensor_host_copy(want);
+        printf("check: one shower, GPU against the CPU (cg_backend %s): ‖gpu - cpu‖/‖cpu‖ =",
+               cg_backend_get(CG_CPU)->name);
+        for (int mi = 0; mi < nmodes; mi++) {
+            cg_set_math_mode((cg_math_mode)modes[mi]);
+            cg_tensor *got = bibae_generate(&mg, zg, Eg);
+            float *hg = cg_tensor_host_copy(got);
+            double num = 0, den = 0;
+            for (int64_t i = 0; i < cg_numel(want); i++) {
+                num += ((double)hg[i] - hw[i]) * ((double)hg[i] - hw[i]);
+                den += (double)hw[i] * hw[i];
+            }
+            double e = den > 0 ? sqrt(num / den) : sqrt(num);
+            printf(" %s %.2e", MODE_NAMES[modes[mi]], e);
+            record("check", "generate_b1_vs_cpu", MODE_NAMES[modes[mi]], "rel_err", e, 0, 1);
+            free(hg);
+            cg_tensor_free(got);
+        }
+        printf("\n");
+        cg_set_math_mode(CG_MATH_FP32);
+        cg_set_grad_enabled(prev);
+        free(hw);
+        cg_tensor_free(want);
+        cg_tensor_free(z);
+        cg_tensor_free(E);
+        cg_tensor_free(zg);
+        cg_tensor_free(Eg);
+        cg_module_free(mc.root);
+        cg_module_free(mg.root);
+        cg_tape_reset();
+    }
+    cg_module_free(m.root);
+}
+
+/* ------------------------------------------------ post-processor training ---- */
+
+typedef struct {
+    bibae *m;
+    cg_optim *opt;
+    cg_tensor *x, *E, *target;
+} pp_ctx;
+
+static void run_pp_train(void *ctx) {
+    pp_ctx *p = ctx;
+    bibae *m = p->m;
+    int64_t Bn = p->x->shape[0];
+    cg_tensor *ec = cg_concat(2, (cg_tensor *[]){cg_sum(cg_flatten(p->x, 1), CG_AXIS(1), true), p->E}, 1);
+    for (int i = 0; i < 3; i++) ec = cg_leaky_relu(cg_module_forward(m->fcec[i], ec), 0.01f);
+    cg_tensor *h = cg_leaky_relu(cg_module_forward(m->pln[0], cg_module_forward(m->pconv[0], p->x)), 0.01f);
+    cg_tensor *e5 = cg_expand(cg_reshape(ec, CG_SHAPE(Bn, 64, 1, 1, 1)), CG_SHAPE(Bn, 64, 30, 30, 30));
+    h = cg_concat(2, (cg_tensor *[]){h, e5}, 1);
+    for (int i = 1; i < 5; i++) {
+        h = cg_module_forward(m->pconv[i], h);
+        if (i < 4) h = cg_module_forward(m->pln[i], h);
+        h = cg_leaky_relu(h, 0.01f);
+    }
+    cg_tensor *out = cg_module_forward(m->pconv[5], h);
+    cg_tensor *loss = cg_mse_loss(out, p->target);
+    check(loss, "post-processor forward");
+    if (cg_backward(loss) != CG_OK || cg_optim_step(p->opt) != CG_OK) check(NULL, "post-processor step");
+    cg_optim_zero_grad(p->opt);
+    cg_tape_reset();
+}
+
+static void bench_pp_train(int nmodes, const int *modes, cg_rng *rng) {
+    bibae m;
+    bibae_build(&m, GPU, rng);
+    cg_named_list params = {0};
+    cg_module_collect(cg_module_find(m.root, "pp"), &params, false);
+    pp_ctx p = {&m, cg_optim_new(&(cg_optim_cfg){.kind = CG_OPT_ADAM, .lr = 5e-4f, .beta1 = 0.5f, .beta2 = 0.9f},
+                                 &params), NULL, NULL, NULL};
+    int64_t Bn = B.smoke ? 1 : 64;
+    p.x = cg_tensor_rand(GPU, CG_SHAPE(Bn, 1, 30, 30, 30), rng, 0, 1);
+    p.E = cg_tensor_rand(GPU, CG_SHAPE(Bn, 1), rng, 10, 100);
+    p.target = cg_tensor_rand(GPU, CG_SHAPE(Bn, 1, 30, 30, 30), rng, 0, 1);
+    check(p.opt && p.x && p.E ? p.target : NULL, "post-processor training setup");
+    double fwd = 27000.0 * (1 * 128 + 192 * 128 + 3 * 128 * 128 + 128) * 2 * Bn;
+    printf("\npost-processor training step, batch %lld (forward unfused, MSE, backward, Adam)\n", (long long)Bn);
+    for (int mi = 0; mi < nmodes; mi++) {
+        cg_set_math_mode((cg_math_mode)modes[mi]);
+        double ms = time_ms(run_pp_train, &p);
+        printf("%-22s %-5s %10.2f ms %9.2f TFLOP/s\n", "pp_train_b64", MODE_NAMES[modes[mi]], ms, 3 * fwd / ms / 1e9);
+        record("train", "pp_train_b64", MODE_NAMES[modes[mi]], "step", ms, 3 * fwd, Bn);
+    }
+    cg_set_math_mode(CG_MATH_FP32);
+    cg_optim_free(p.opt);
+    cg_named_list_free(&params);
+    cg_tensor_free(p.x);
+    cg_tensor_free(p.E);
+    cg_tensor_free(p.target);
+    cg_module_free(m.root);
+}
+
+/* ------------------------------------------------------ WGAN-GP critic step ---- */
+
+typedef struct {
+    cg_module *root, *conv[3], *fc;
+    cg_optim *opt;
+    cg_tensor *real, *fake;
+    cg_rng *rng;
+} critic_ctx;
+
+static cg_tensor *critic_forward(critic_ctx *c, cg_tensor *x) {
+    for (int i = 0; i < 3; i++) x = cg_leaky_relu(cg_module_forward(c->conv[i], x), 0.2f);
+    return cg_module_forward(c->fc, cg_flatten(x, 1));
+}
+
+static void run_critic(void *ctx) {
+    critic_ctx *c = ctx;
+    int64_t Bn = c->real->shape[0];
+    cg_tensor *eps = cg_rand_like(cg_full(GPU, CG_SHAPE(Bn, 1, 1, 1, 1), 0.0f), c->rng, 0, 1);
+    cg_tensor *xhat = cg_add(cg_mul(eps, c->real), cg_mul(cg_affine(eps, -1, 1), c->fake));
+    cg_set_requires_grad(xhat, true);
+    cg_tensor *dh = critic_forward(c, xhat), *g[1];
+    if (!dh || cg_grad(1, &dh, NULL, 1, &xhat, g, true) != CG_OK) check(NULL, "critic penalty gradient");
+    cg_tensor *gp = cg_mean_all(cg_square(cg_add_scalar(cg_norm(cg_flatten(g[0], 1), 2.0f, CG_AXIS(1), false), -1)));
+    cg_tensor *loss = cg_add(cg_sub(cg_mean_all(critic_forward(c, c->fake)), cg_mean_all(critic_forward(c, c->real))),
+                             cg_scale(gp, 10.0f));
+    check(loss, "critic loss");
+    if (cg_backward(loss) != CG_OK || cg_optim_step(c->opt) != CG_OK) check(NULL, "critic step");
+    cg_optim_zero_grad(c->opt);
+    cg_tape_reset();
+}
+
+static void bench_critic(int nmodes, const int *modes, cg_rng *rng) {
+    critic_ctx c = {0};
+    c.rng = rng;
+    c.root = cg_module_new(NULL, "critic");
+    const int k4[3] = {4, 4, 4}, ch[4] = {1, 32, 64, 128};
+    for (int i = 0; i < 3; i++) {
+        char nm[16];
+        snprintf(nm, sizeof nm, "conv%d", i + 1);
+        c.conv[i] = cg_conv3d_new(c.root, nm, ch[i], ch[i + 1], k4, cg_conv_opts_make(2, 1, 0), true, GPU, rng);
+    }
+    c.fc = cg_linear_new(c.root, "fc", 128 * 27, 1, true, GPU, rng); /* 30 -> 15 -> 7 -> 3 */
+    cg_named_list params = {0};
+    cg_module_collect(c.root, &params, false);
+    c.opt = cg_optim_new(&(cg_optim_cfg){.kind = CG_OPT_ADAM, .lr = 1e-4f, .beta1 = 0.5f, .beta2 = 0.9f}, &params);
+    int64_t Bn = B.smoke ? 2 : 64;
+    c.real = cg_tensor_rand(GPU, CG_SHAPE(Bn, 1, 30, 30, 30), rng, 0, 1);
+    c.fake = cg_tensor_rand(GPU, CG_SHAPE(Bn, 1, 30, 30, 30), rng, 0, 1);
+    check(c.opt && c.real ? c.fake : NULL, "critic setup");
+    printf("\nWGAN-GP critic step, batch %lld (3 forward passes, double backward, Adam)\n", (long long)Bn);
+    for (int mi = 0; mi < nmodes; mi++) {
+        cg_set_math_mode((cg_math_mode)modes[mi]);
+        double ms = time_ms(run_critic, &c);
+        printf("%-22s %-5s %10.2f ms\n", "critic_gp_b64", MODE_NAMES[modes[mi]], ms);
+        record("train", "critic_gp_b64", MODE_NAMES[modes[mi]], "step", ms, 0, Bn);
+    }
+    cg_set_math_mode(CG_MATH_FP32);
+    cg_optim_free(c.opt);
+    cg_named_list_free(&params);
+    cg_tensor_free(c.real);
+    cg_tensor_free(c.fake);
+    cg_module_free(c.root);
+}
+
+/* ------------------------------------------------------------------ main ---- */
+
+#ifdef CG_CUDA_EMU
+/* The emulator build serves kernels/cuda/emu/ as the CUDA device (tests only). */
+static void use_emulator(void) { cg_backend_override_cuda(cg_cuda_backend()); }
+#else
+static void use_emulator(void) {}
+#endif
+
+int main(int argc, char **argv) {
+    const char *json = NULL, *modes_s = "fp32,tf32,bf16", *cases = "layers,generate,pp_train,critic";
+    int warmup = 3, reps = 10;
+    bool smoke = false, do_check = false;
+    cli_opt opts[] = {
+        {"--json", "FILE", "write the results as JSON (temporary file, then renamed)", CLI_STR, &json},
+        {"--modes", "LIST", "math modes: fp32,tf32,bf16", CLI_STR, &modes_s},
+        {"--cases", "LIST", "layers,generate,pp_train,critic", CLI_STR, &cases},
+        {"--warmup", "N", "untimed runs before timing (3)", CLI_INT, &warmup},
+        {"--reps", "N", "timed runs; the median is reported (10, at most 64)", CLI_INT, &reps},
+        {"--check", NULL, "also compare one generated shower with the CPU", CLI_FLAG, &do_check},
+        {"--smoke", NULL, "tiny sizes, one run: checks this program, not the GPU", CLI_FLAG, &smoke},
+        {0}};
+    int rc = cli_parse("gpu_bench", "Time calograd's CUDA backend on issue 4's cases.", opts, argc, argv);
+    if (rc != CLI_OK) return rc == CLI_HELP ? 0 : 2;
+    use_emulator();
+    if (!cg_device_available(GPU)) {
+        fprintf(stderr, "gpu_bench: no GPU (%s)\n", cg_cuda_unavailable_reason());
+        return 77;
+    }
+    int modes[3], nmodes = 0;
+    for (int m = 0; m < 3; m++)
+        if (strstr(modes_s, MODE_NAMES[m])) modes[nmodes++] = m;
+    if (nmodes == 0) return cli_fail("gpu_bench", "--modes names none of fp32, tf32, bf16");
+    B = (bench){warmup < 0 ? 0 : warmup, reps < 1 ? 1 : reps, smoke, cg_cuda_timer_new(), NULL, 1};
+    if (smoke) B.warmup = 0, B.reps = 1;
+    char tmp[1024];
+    if (json) {
+        snprintf(tmp, sizeof tmp, "%s.tmp", json);
+        B.json = fopen(tmp, "w");
+        if (!B.json) return cli_fail("gpu_bench", "cannot write %s", tmp);
+        fprintf(B.json, "{\n  \"tool\": \"calograd\",\n  \"gpu\": \"%s\",\n  \"sm_count\": %d,\n  \"command\": \"",
+                cg_cuda_device_name(), cg_cuda_sm_count());
+        for (int i = 0; i < argc; i++) fprintf(B.json, "%s%s", i ? " " : "", argv[i]);
+        fprintf(B.json, "\",\n  \"results\": [");
+    }
+    printf("calograd gpu_bench on %s (%d SMs), medians of %d runs after %d warm-up\n", cg_cuda_device_name(),
+           cg_cuda_sm_count(), B.reps, B.warmup);
+    cg_rng rng = cg_rng_make(1234);
+    if (strstr(cases, "layers")) bench_layers(nmodes, modes, &rng);
+    if (strstr(cases, "generate")) bench_generate(nmodes, modes, &rng, do_check);
+    if (strstr(cases, "pp_train")) bench_pp_train(nmodes, modes, &rng);
+    if (strstr(cases, "critic")) bench_critic(nmodes, modes, &rng);
+    cg_cuda_mem_stats st;
+    cg_cuda_mem_stats_get(&st);
+    printf("\nallocator: %llu requests, %llu cudaMalloc calls, peak %.2f GiB held\n",
+           (unsigned long long)st.requests, (unsigned long long)st.malloc_calls, st.bytes_peak / 1073741824.0);
+    if (B.json) {
+        fprintf(B.json, "\n  ],\n  \"cuda_malloc_calls\": %llu,\n  \"peak_bytes\": %zu\n}\n",
+                (unsigned long long)st.malloc_calls, st.bytes_peak);
+        if (fclose(B.json) != 0 || rename(tmp, json) != 0) return cli_fail("gpu_bench", "cannot write %s", json);
+    }
+    cg_cuda_timer_free(B.timer);
+    return 0;
+}
