@@ -225,6 +225,43 @@ static cg_status write_text(const char *path, const char *text) {
 
 /* ------------------------------------------------------------- the run ---- */
 
+/* The family's fit (its data normalisations) on the first nfit training events. */
+static cg_status fit_on_sample(const cg_model_family *fam, cg_model *model, const source *src, cg_device dev,
+                               int64_t nfit) {
+    int64_t n = nfit > 0 && nfit < src->n ? nfit : src->n, nc = src->info->geom.ncells, nk = src->info->ncond;
+    const cg_geometry *g = &src->info->geom;
+    float *hx = malloc((size_t)(n * nc) * sizeof(float)), *hc = malloc((size_t)(n * (nk ? nk : 1)) * sizeof(float));
+    cg_status st = hx && hc ? cg_cvox_read(src->r, 0, n, hx, nk ? hc : NULL)
+                            : cg_set_error(CG_ERR_NOMEM, "out of memory for the %lld fit events", (long long)n);
+    if (st == CG_OK) {
+        cg_tape_pos mark = cg_tape_mark();
+        cg_tensor *x = cg_geometry_is_grid(g)
+                           ? cg_op_adopt(cg_tensor_from_host(dev, CG_SHAPE(n, 1, g->nlayers, g->layer[0].rows,
+                                                                           g->layer[0].cols), hx))
+                           : cg_op_adopt(cg_tensor_from_host(dev, CG_SHAPE(n, nc), hx));
+        cg_tensor *c = nk ? cg_op_adopt(cg_tensor_from_host(dev, CG_SHAPE(n, nk), hc)) : NULL;
+        st = x && (c || !nk) ? fam->fit(model, x, c) : cg_last_status();
+        cg_tape_rewind(mark);
+    }
+    free(hx);
+    free(hc);
+    return st;
+}
+
+/* One row of log.csv (and its header before the first). */
+static void log_row(FILE *lf, bool *header, int64_t step, int64_t epoch, const cg_losses *l, float lr, double rate,
+                    double seconds) {
+    if (*header) {
+        fprintf(lf, "step,epoch");
+        for (int i = 0; i < l->n; i++) fprintf(lf, ",%s", l->name[i]);
+        fprintf(lf, ",lr,showers_per_s,seconds\n");
+        *header = false;
+    }
+    fprintf(lf, "%lld,%lld", (long long)step, (long long)epoch);
+    for (int i = 0; i < l->n; i++) fprintf(lf, ",%.9g", (double)l->value[i]);
+    fprintf(lf, ",%.6g,%.1f,%.2f\n", (double)lr, rate, seconds);
+}
+
 /* The same geometry, particle and conditioning as the checkpoint's data description. */
 static bool same_data(const cg_cvox_info *a, const cg_cvox_info *b) {
     size_t na = cg_cvox_info_encode(a, 0, NULL, 0), nb = cg_cvox_info_encode(b, 0, NULL, 0);
@@ -370,27 +407,7 @@ cg_status cg_train(cg_config *cfg, const cg_train_opts *o, cg_train_result *res)
     } else if (st == CG_OK) {
         ck.model = fam->create(cfg, src.info, dev, &rng);
         if (!ck.model) st = cg_last_status();
-        /* fit the normalisations on the first fit_events training events */
-        int64_t nfit = cg_config_int(cfg, "fit_events");
-        if (st == CG_OK && fam->fit) {
-            int64_t n = nfit > 0 && nfit < src.n ? nfit : src.n, nc = src.info->geom.ncells, nk = src.info->ncond;
-            const cg_geometry *g = &src.info->geom;
-            float *hx = malloc((size_t)(n * nc) * sizeof(float)), *hc = malloc((size_t)(n * (nk ? nk : 1)) * sizeof(float));
-            if (!hx || !hc) st = cg_set_error(CG_ERR_NOMEM, "out of memory for the %lld fit events", (long long)n);
-            if (st == CG_OK) st = cg_cvox_read(src.r, 0, n, hx, nk ? hc : NULL);
-            cg_tape_pos mark = cg_tape_mark();
-            cg_tensor *x = NULL, *c = NULL;
-            if (st == CG_OK) {
-                x = cg_geometry_is_grid(g)
-                        ? cg_op_adopt(cg_tensor_from_host(dev, CG_SHAPE(n, 1, g->nlayers, g->layer[0].rows, g->layer[0].cols), hx))
-                        : cg_op_adopt(cg_tensor_from_host(dev, CG_SHAPE(n, nc), hx));
-                c = nk ? cg_op_adopt(cg_tensor_from_host(dev, CG_SHAPE(n, nk), hc)) : NULL;
-                st = x && (c || !nk) ? fam->fit(ck.model, x, c) : cg_last_status();
-            }
-            cg_tape_rewind(mark);
-            free(hx);
-            free(hc);
-        }
+        if (st == CG_OK && fam->fit) st = fit_on_sample(fam, ck.model, &src, dev, cg_config_int(cfg, "fit_events"));
         FILE *lf = st == CG_OK ? fopen(logpath, "w") : NULL;
         if (st == CG_OK && !lf) st = cg_set_error(CG_ERR_IO, "cannot write %s: %s", logpath, strerror(errno));
         if (lf) fclose(lf);
@@ -436,15 +453,7 @@ cg_status cg_train(cg_config *cfg, const cg_train_opts *o, cg_train_result *res)
             step++;
             seen += (double)batch;
             double el = now_s() - t0, rate = seen / (el > 0 ? el : 1e-9);
-            if (header) {
-                fprintf(lf, "step,epoch");
-                for (int i = 0; i < l.n; i++) fprintf(lf, ",%s", l.name[i]);
-                fprintf(lf, ",lr,showers_per_s,seconds\n");
-                header = false;
-            }
-            fprintf(lf, "%lld,%lld", (long long)step, (long long)epoch + 1);
-            for (int i = 0; i < l.n; i++) fprintf(lf, ",%.9g", (double)l.value[i]);
-            fprintf(lf, ",%.6g,%.1f,%.2f\n", (double)lr, rate, el);
+            log_row(lf, &header, step, epoch + 1, &l, lr, rate, el);
             int64_t total = epochs * nb, remaining = total - (epoch * nb + b + 1);
             if (max_steps > 0 && max_steps - step < remaining) remaining = max_steps - step;
             double eta = remaining * (double)batch / (rate > 0 ? rate : 1);
