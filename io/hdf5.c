@@ -554,19 +554,27 @@ void cg_h5_close(cg_h5_reader *r) {
     free(r);
 }
 
+/* Select events [first, first + n) (all other dimensions) of a dataset: *fs is the file
+ * space with the selection, *ms a matching memory space; the caller closes both. */
+static herr_t select_rows(hid_t ds, int64_t first, int64_t n, hid_t *fs, hid_t *ms) {
+    *fs = H5Dget_space(ds);
+    int rk = H5Sget_simple_extent_ndims(*fs);
+    hsize_t d[H5S_MAX_RANK], start[H5S_MAX_RANK] = {0}, count[H5S_MAX_RANK];
+    H5Sget_simple_extent_dims(*fs, d, NULL);
+    for (int i = 0; i < rk; i++) count[i] = d[i];
+    start[0] = (hsize_t)first;
+    count[0] = (hsize_t)n;
+    herr_t e = H5Sselect_hyperslab(*fs, H5S_SELECT_SET, start, NULL, count, NULL);
+    *ms = H5Screate_simple(rk, count, NULL);
+    return e;
+}
+
 /* Read events [first, first + n) of a dataset (all its other dimensions) as `type`. */
 static cg_status read_rows(cg_h5_reader *r, hid_t ds, const char *what, int64_t first, int64_t n, hid_t type,
                            void *dst) {
     if (n == 0) return CG_OK;
-    hid_t fs = H5Dget_space(ds);
-    int rk = H5Sget_simple_extent_ndims(fs);
-    hsize_t d[8], start[8] = {0}, count[8];
-    H5Sget_simple_extent_dims(fs, d, NULL);
-    for (int i = 0; i < rk; i++) count[i] = d[i];
-    start[0] = (hsize_t)first;
-    count[0] = (hsize_t)n;
-    herr_t e = H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
-    hid_t ms = H5Screate_simple(rk, count, NULL);
+    hid_t fs, ms;
+    herr_t e = select_rows(ds, first, n, &fs, &ms);
     if (e >= 0) e = H5Dread(ds, type, ms, fs, H5P_DEFAULT, dst);
     H5Sclose(ms);
     H5Sclose(fs);
@@ -745,15 +753,8 @@ static hid_t make_ds(hid_t loc, const char *name, hid_t type, int rank, const hs
 
 static herr_t write_rows(hid_t ds, int64_t first, int64_t n, hid_t memtype, const void *src) {
     if (n == 0) return 0;
-    hid_t fs = H5Dget_space(ds);
-    int rk = H5Sget_simple_extent_ndims(fs);
-    hsize_t d[8], start[8] = {0}, count[8];
-    H5Sget_simple_extent_dims(fs, d, NULL);
-    for (int i = 0; i < rk; i++) count[i] = d[i];
-    start[0] = (hsize_t)first;
-    count[0] = (hsize_t)n;
-    herr_t e = H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
-    hid_t ms = H5Screate_simple(rk, count, NULL);
+    hid_t fs, ms;
+    herr_t e = select_rows(ds, first, n, &fs, &ms);
     if (e >= 0) e = H5Dwrite(ds, memtype, ms, fs, H5P_DEFAULT, src);
     H5Sclose(ms);
     H5Sclose(fs);

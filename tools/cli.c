@@ -42,6 +42,16 @@ double cli_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+long cli_file_size(const char *path) {
+    FILE *f = fopen(path, "rb");
+    long size = 0;
+    if (f) {
+        if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
+        fclose(f);
+    }
+    return size < 0 ? 0 : size;
+}
+
 static void on_signal(int sig) {
     (void)sig;
     cli_interrupted = 1;

@@ -69,6 +69,8 @@ int cli_fail_lib(const char *cmd, const char *what);
 bool cli_is_tty(void);
 /* Seconds since an arbitrary start, monotonic. */
 double cli_now(void);
+/* A file's size in bytes (for the summary line after writing it); 0 when it cannot be read. */
+long cli_file_size(const char *path);
 
 /* Set by SIGINT/SIGTERM once cli_catch_signals() was called: long loops check it. */
 extern volatile int cli_interrupted;

@@ -73,13 +73,7 @@ int cmd_export(int argc, char **argv) {
         }
         return cli_fail_lib("export", NULL);
     }
-    FILE *f = fopen(out, "rb");
-    long size = 0;
-    if (f) {
-        fseek(f, 0, SEEK_END);
-        size = ftell(f);
-        fclose(f);
-    }
+    long size = cli_file_size(out);
     printf("export: %s -> %s (%s layout, gzip %d%s): %.2f MB in %.1f s\n", pos[0], out, format, gzip,
            no_shuffle ? "" : " + shuffle", size / 1e6, cli_now() - t0);
     return 0;

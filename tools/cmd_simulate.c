@@ -94,13 +94,7 @@ int cmd_simulate(int argc, char **argv) {
         }
         return cli_fail_lib("simulate", NULL);
     }
-    FILE *f = fopen(out, "rb");
-    long size = 0;
-    if (f) {
-        fseek(f, 0, SEEK_END);
-        size = ftell(f);
-        fclose(f);
-    }
+    long size = cli_file_size(out);
     printf("simulate: %lld %s showers on '%s' (%lld cells) -> %s: %.1f MB in %.1f s (%.0f events/s, %d threads)\n",
            (long long)events, info->particle, info->geom.name, (long long)info->geom.ncells, out, size / 1e6, dt,
            dt > 0 ? (double)events / dt : 0.0, cg_threads_get());
