@@ -18,16 +18,8 @@
 
 #include "io/cvox.h"
 #include "test.h"
+#include "test_tmpdir.h"
 
-static char g_dir[256];
-
-static const char *tpath(const char *name) {
-    static char buf[4][512];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", g_dir, name);
-    return buf[k];
-}
 
 static uint32_t rnd32(void) { return (uint32_t)cg_rng_below(test_rng(), 1ull << 32); }
 static int rndi(int lo, int hi) { return lo + (int)cg_rng_below(test_rng(), (uint64_t)(hi - lo + 1)); }
@@ -138,16 +130,6 @@ static void spit(const char *path, const uint8_t *buf, int64_t n) {
     CG_ASSERT(f);
     CG_ASSERT(fwrite(buf, 1, (size_t)n, f) == (size_t)n);
     fclose(f);
-}
-
-static int partial_files_left(void) {
-    DIR *d = opendir(g_dir);
-    int n = 0;
-    struct dirent *de;
-    while ((de = readdir(d)))
-        if (strstr(de->d_name, ".partial.")) n++;
-    closedir(d);
-    return n;
 }
 
 /* A fixture: a random file on disk and the data it holds. */
@@ -480,12 +462,7 @@ static void test_killed_writer(void) {
 
 int main(void) {
     test_seed();
-    const char *tmp = getenv("TMPDIR");
-    snprintf(g_dir, sizeof g_dir, "%s/cg_test_cvox_XXXXXX", tmp ? tmp : "/tmp");
-    if (!mkdtemp(g_dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (tmpdir_make("cvox")) return 1;
     TEST_RUN(test_round_trip);
     TEST_RUN(test_compresses);
     TEST_RUN(test_truncation);
@@ -493,8 +470,6 @@ int main(void) {
     TEST_RUN(test_bad_headers);
     TEST_RUN(test_disk_full);
     TEST_RUN(test_killed_writer);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_dir);
+    tmpdir_remove();
     return test_summary();
 }

@@ -17,31 +17,13 @@
 
 #include "io/hdf5.h"
 #include "test.h"
+#include "test_tmpdir.h"
 
-static char g_dir[256];
 static const char *g_clic;
-
-static const char *tpath(const char *name) {
-    static char buf[8][512];
-    static int k;
-    k = (k + 1) % 8;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", g_dir, name);
-    return buf[k];
-}
 
 static int exists(const char *p) {
     struct stat sb;
     return stat(p, &sb) == 0;
-}
-
-static int partial_files_left(void) {
-    DIR *d = opendir(g_dir);
-    int n = 0;
-    struct dirent *de;
-    while ((de = readdir(d)))
-        if (strstr(de->d_name, ".partial.")) n++;
-    closedir(d);
-    return n;
 }
 
 /* A .cvox file of random sparse showers (with awkward bit patterns) and conditioning. */
@@ -308,15 +290,11 @@ int main(int argc, char **argv) {
         snprintf(p, sizeof p, "%s/test_data_1.h5", argv[1]);
         if (exists(p)) g_clic = argv[1];
     }
-    const char *tmp = getenv("TMPDIR");
-    snprintf(g_dir, sizeof g_dir, "%s/cg_test_hdf5_XXXXXX", tmp ? tmp : "/tmp");
-    if (!mkdtemp(g_dir)) return 1;
+    if (tmpdir_make("hdf5")) return 1;
     TEST_RUN(test_round_trips);
     TEST_RUN(test_clic_sample);
     TEST_RUN(test_bad_files);
     TEST_RUN(test_export_disk_full);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_dir);
+    tmpdir_remove();
     return test_summary();
 }

@@ -8,16 +8,7 @@
 
 #include "io/loader.h"
 #include "test.h"
-
-static char g_dir[256];
-
-static const char *tpath(const char *name) {
-    static char buf[4][512];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", g_dir, name);
-    return buf[k];
-}
+#include "test_tmpdir.h"
 
 /* A file of n events on a D×H×W grid, with conditioning energy, id (the event number) and
  * theta; returns its dense data and conditioning (caller frees). */
@@ -382,9 +373,7 @@ static void test_cuda(void) {
 
 int main(void) {
     test_seed();
-    const char *tmp = getenv("TMPDIR");
-    snprintf(g_dir, sizeof g_dir, "%s/cg_test_loader_XXXXXX", tmp ? tmp : "/tmp");
-    if (!mkdtemp(g_dir)) return 1;
+    if (tmpdir_make("loader")) return 1;
     TEST_RUN(test_sequential);
     TEST_RUN(test_range_flat_select);
     TEST_RUN(test_shuffle);
@@ -392,8 +381,6 @@ int main(void) {
     TEST_RUN(test_errors);
     TEST_RUN(test_close_early);
     TEST_RUN(test_cuda);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_dir);
+    tmpdir_remove();
     return test_summary();
 }
