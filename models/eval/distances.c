@@ -124,23 +124,28 @@ int cg_bins_make(const cg_bins_spec *s, const double *x, int64_t n, double **edg
     }
 }
 
+/* The bin of v among nb bins with edges e[0..nb] (e[k] <= v < e[k+1]; v == e[nb] goes to the
+ * last bin, as numpy's histogram), or -1 when v lies outside. */
+static int bin_of(const double *e, int nb, double v) {
+    if (v < e[0] || v > e[nb]) return -1;
+    int lo = 0, hi = nb;
+    while (hi - lo > 1) {
+        int mid = (lo + hi) / 2;
+        if (e[mid] <= v) lo = mid;
+        else hi = mid;
+    }
+    return lo;
+}
+
 int64_t cg_histogram(const double *x, int64_t n, int64_t stride, const double *e, int nb, int64_t *counts) {
     memset(counts, 0, (size_t)nb * sizeof(int64_t));
     int64_t out = 0;
     for (int64_t i = 0; i < n; i++) {
         double v = x[i * stride];
         if (isnan(v)) continue;
-        if (v < e[0] || v > e[nb]) {
-            out++;
-            continue;
-        }
-        int lo = 0, hi = nb; /* e[lo] <= v < e[hi] */
-        while (hi - lo > 1) {
-            int mid = (lo + hi) / 2;
-            if (e[mid] <= v) lo = mid;
-            else hi = mid;
-        }
-        counts[lo]++;
+        int k = bin_of(e, nb, v);
+        if (k < 0) out++;
+        else counts[k]++;
     }
     return out;
 }
@@ -279,17 +284,9 @@ static int64_t histogram_f(const float *x, int64_t n, const double *e, int nb, i
     for (int64_t i = 0; i < n; i++) {
         double v = x[i];
         s += v;
-        if (v < e[0] || v > e[nb]) {
-            out++;
-            continue;
-        }
-        int lo = 0, hi = nb;
-        while (hi - lo > 1) {
-            int mid = (lo + hi) / 2;
-            if (e[mid] <= v) lo = mid;
-            else hi = mid;
-        }
-        counts[lo]++;
+        int k = bin_of(e, nb, v);
+        if (k < 0) out++;
+        else counts[k]++;
     }
     *sum = s;
     return out;
