@@ -937,20 +937,14 @@ static cg_status write_histogram(const char *dir, cg_eval_obs *o, const char *pr
 
 static void json_obs(FILE *f, const cg_eval_obs *o, const char *ind, bool full) {
     const cg_dist *d = &o->d;
-    fprintf(f, "{\n%s  \"separation_power\": ", ind);
-    json_num(f, d->sp);
-    fprintf(f, ",\n%s  \"w1\": ", ind);
-    json_num(f, d->w1);
-    fprintf(f, ",\n%s  \"ks\": ", ind);
-    json_num(f, d->ks);
-    fprintf(f, ",\n%s  \"mean_reference\": ", ind);
-    json_num(f, d->mean_ref);
-    fprintf(f, ",\n%s  \"mean_generated\": ", ind);
-    json_num(f, d->mean_gen);
-    fprintf(f, ",\n%s  \"std_reference\": ", ind);
-    json_num(f, d->std_ref);
-    fprintf(f, ",\n%s  \"std_generated\": ", ind);
-    json_num(f, d->std_gen);
+    fputc('{', f);
+    const char *keys[] = {"separation_power", "w1", "ks", "mean_reference", "mean_generated", "std_reference",
+                          "std_generated"};
+    const double vals[] = {d->sp, d->w1, d->ks, d->mean_ref, d->mean_gen, d->std_ref, d->std_gen};
+    for (int i = 0; i < 7; i++) {
+        fprintf(f, "%s\n%s  \"%s\": ", i ? "," : "", ind, keys[i]);
+        json_num(f, vals[i]);
+    }
     fprintf(f, ",\n%s  \"n_reference\": %lld,\n%s  \"n_generated\": %lld", ind, (long long)d->n_ref, ind,
             (long long)d->n_gen);
     if (full) {
@@ -978,16 +972,13 @@ static void json_obs(FILE *f, const cg_eval_obs *o, const char *ind, bool full) 
 static void json_cls(FILE *f, const cg_eval_results *r, int k) {
     const cg_cls_result *c = &r->cls[k];
     bool ran = r->cls_ran[k];
-    fputs("{\n      \"auc\": ", f);
-    json_num(f, ran ? c->auc : NAN);
-    fputs(",\n      \"jsd\": ", f);
-    json_num(f, ran ? c->jsd : NAN);
-    fputs(",\n      \"auc_calibrated\": ", f);
-    json_num(f, ran ? c->auc_cal : NAN);
-    fputs(",\n      \"jsd_calibrated\": ", f);
-    json_num(f, ran ? c->jsd_cal : NAN);
-    fputs(",\n      \"accuracy\": ", f);
-    json_num(f, ran ? c->accuracy : NAN);
+    fputc('{', f);
+    const char *keys[] = {"auc", "jsd", "auc_calibrated", "jsd_calibrated", "accuracy"};
+    const double vals[] = {c->auc, c->jsd, c->auc_cal, c->jsd_cal, c->accuracy};
+    for (int i = 0; i < 5; i++) {
+        fprintf(f, "%s\n      \"%s\": ", i ? "," : "", keys[i]);
+        json_num(f, ran ? vals[i] : NAN);
+    }
     if (ran) {
         fprintf(f,
                 ",\n      \"best_epoch\": %d,\n      \"epochs\": %d,\n      \"n_train\": %lld,\n      \"n_test\": "
