@@ -807,6 +807,7 @@ void cg_avx2_conv_bwd_data(float *dx, const float *dy, const float *w, const cg_
         cg_ref_conv_bwd_data(dx, dy, w, c);
         return;
     }
+    if (cg_avx2_thin_bwd_data(dx, dy, w, c)) return; /* few input channels: avx2_conv_thin.c */
     if (use_col2im(c)) {
         bwd_data_col2im(dx, dy, w, c);
         return;
