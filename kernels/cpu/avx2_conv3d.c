@@ -140,12 +140,10 @@ static double frac_of(const corr *q, int axis, uint64_t mask) {
 
 /* Estimated cycles of a correlation with tiles of R rows × M lines × V vectors, counting
  * only the k-steps each tile computes (padding rows skipped) and the remainder tiles. */
-static double corr_cost(const plan *p, const corr *q, int R, int M, int V) {
+static double corr_cost(const plan *p, const corr *q, int R, int M, int V, double fd) {
     int64_t nvec = ceil_div(q->O[2], 8);
     int64_t nr[2] = {p->Cout / R, p->Cout % R != 0}, nv[2] = {nvec / V, nvec % V != 0}; /* tile counts */
     int rr[2] = {R, p->Cout % R}, vv[2] = {V, (int)(nvec % V)};
-    double fd = 0;
-    for (int64_t od = 0; od < q->O[0]; od++) fd += p->flat ? 1.0 : frac_of(q, 0, axis_mask(p, q, 0, od, od + 1));
     double t = 0;
     for (int64_t oh = 0; oh < q->O[1]; oh += M) {
         int m = (int)(q->O[1] - oh < M ? q->O[1] - oh : M);
@@ -171,6 +169,11 @@ static void choose_tiles(plan *p) {
             q->bitcnt[1][q->kbit[2 * j + 1]]++;
         }
     }
+    /* the planes' share of computed k-steps, summed (the same for every tile shape) */
+    double fd[27] = {0};
+    for (int i = 0; i < p->ncorr; i++)
+        for (int64_t od = 0; od < p->c[i].O[0]; od++)
+            fd[i] += p->flat ? 1.0 : frac_of(&p->c[i], 0, axis_mask(p, &p->c[i], 0, od, od + 1));
     double best_total = INFINITY;
     int bestR = 1, bestM[27] = {0}, bestV[27] = {0};
     for (int R = 1; R <= MAXR; R++) {
@@ -182,7 +185,7 @@ static void choose_tiles(plan *p) {
             for (int M = 1; M <= MAXM; M++)
                 for (int V = 1; V <= MAXV; V++) {
                     if (R * M * V > 12) continue;
-                    double t = corr_cost(p, &p->c[i], R, M, V);
+                    double t = corr_cost(p, &p->c[i], R, M, V, fd[i]);
                     if (t < best) { best = t; Ms[i] = M; Vs[i] = V; }
                 }
             total += best;
@@ -525,13 +528,22 @@ static void stage_task(void *ctx, int64_t b, int64_t e, int worker) {
                     if (p->s[2] == 1) {
                         memcpy(o + lo, row + lo + shift, (size_t)(hi - lo) * sizeof(float));
                     } else if (p->s[2] == 2) { /* every other element: two loads, a shuffle */
-                        int jw = lo;
-                        for (; jw + 8 <= hi && 2 * (int64_t)jw + shift + 15 < p->in[2]; jw += 8) {
+                        for (int jw = lo; jw < hi; jw += 8) {
                             const float *q = row + 2 * (int64_t)jw + shift;
-                            __m256 ev = _mm256_shuffle_ps(_mm256_loadu_ps(q), _mm256_loadu_ps(q + 8), _MM_SHUFFLE(2, 0, 2, 0));
-                            _mm256_storeu_ps(o + jw, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(ev), 0xD8)));
+                            const int64_t left = p->in[2] - (2 * (int64_t)jw + shift); /* inputs left in the row */
+                            __m256 a, b;
+                            if (left >= 16) {
+                                a = _mm256_loadu_ps(q);
+                                b = _mm256_loadu_ps(q + 8);
+                            } else { /* the row's end: masked loads (the lanes past it are not needed) */
+                                a = _mm256_maskload_ps(q, cg_avx2_mask(left < 8 ? (int)left : 8));
+                                b = _mm256_maskload_ps(q + 8, cg_avx2_mask(left > 8 ? (int)left - 8 : 0));
+                            }
+                            __m256 ev = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
+                            ev = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(ev), 0xD8));
+                            if (jw + 8 <= hi) _mm256_storeu_ps(o + jw, ev);
+                            else _mm256_maskstore_ps(o + jw, cg_avx2_mask(hi - jw), ev);
                         }
-                        for (; jw < hi; jw++) o[jw] = row[2 * (int64_t)jw + shift];
                     } else {
                         for (int jw = lo; jw < hi; jw++) o[jw] = row[(int64_t)jw * p->s[2] + shift];
                     }
