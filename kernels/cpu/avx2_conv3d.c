@@ -74,6 +74,13 @@ typedef struct {
     int64_t ys[3];      /* output strides (d, h, w) within one output channel */
     int64_t yoff;       /* offset of output (0, 0, 0) within one output channel */
     int M, V;           /* tile rows and vectors per row */
+    /* Flat planes (fp): an output plane's rows, at the staged row pitch W, run as one line
+     * of (O[1] - 1)·W + O[2] positions, cut into tiles of V vectors (M = 1); the W - O[2]
+     * positions between rows are computed and dropped when the tile is stored. Fewer
+     * wasted lanes than rows rounded up to whole vectors when O[2] % 8 is small against
+     * W - O[2] (30 of pitch 31: 3% instead of 30 of 32: 6%). A "row block" is then a tile's
+     * run of positions. */
+    int fp;
     /* Skipping rows of zero padding: each k-step reads staged row (o_d + t_d, o_h + t_h) of
      * phase (r_d, r_h); kbit[2j], kbit[2j+1] = r·LB + t per axis (LB: bits per phase). A
      * tile's output plane and rows give, per axis, a mask of the (r, t) whose staged rows
@@ -108,6 +115,33 @@ typedef struct {
 } plan;
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+/* Row blocks (tile lines) and vector segments per output plane of a correlation. */
+static int64_t fp_len(const plan *p, const corr *q);
+static void corr_blocks(const plan *p, const corr *q, int64_t *nmb, int64_t *nseg) {
+    if (q->fp) {
+        *nmb = ceil_div(ceil_div(fp_len(p, q), 8), q->V);
+        *nseg = 1;
+    } else {
+        *nmb = ceil_div(q->O[1], q->M);
+        *nseg = ceil_div(ceil_div(q->O[2], 8), q->V);
+    }
+}
+
+/* Positions of a flat plane's line. */
+static int64_t fp_len(const plan *p, const corr *q) { return (int64_t)(q->O[1] - 1) * p->W + q->O[2]; }
+
+/* The output rows [*o0, *o1) of row block mb. */
+static void block_rows(const plan *p, const corr *q, int64_t mb, int64_t *o0, int64_t *o1) {
+    if (q->fp) {
+        int64_t p0 = mb * 8 * q->V, p1 = p0 + 8 * q->V < fp_len(p, q) ? p0 + 8 * q->V : fp_len(p, q);
+        *o0 = p0 / p->W;
+        *o1 = (p1 - 1) / p->W + 1;
+    } else {
+        *o0 = mb * q->M;
+        *o1 = (mb + 1) * q->M < q->O[1] ? (mb + 1) * q->M : q->O[1];
+    }
+}
 
 /* Does staged row j of phase r on `axis` hold input (rather than zero padding)? */
 static int staged_valid(const plan *p, int axis, int r, int64_t j) {
@@ -159,6 +193,35 @@ static double corr_cost(const plan *p, const corr *q, int R, int M, int V, doubl
     return t;
 }
 
+/* The same for flat planes: tiles of R rows × V vectors along the plane's line, plus
+ * copying the tile out past the dropped positions. */
+static double corr_cost_fp(const plan *p, const corr *q, int R, int V, double fd) {
+    const int64_t len = fp_len(p, q), nseg = ceil_div(ceil_div(len, 8), V);
+    int64_t nr[2] = {p->Cout / R, p->Cout % R != 0};
+    int rr[2] = {R, p->Cout % R};
+    double t = 0;
+    for (int64_t sg = 0; sg < nseg; sg++) {
+        int64_t o0 = sg * 8 * V / p->W, o1 = ((sg + 1) * 8 * V < len ? (sg + 1) * 8 * V : len) - 1;
+        o1 = o1 / p->W + 1;
+        int v = (int)(ceil_div(len, 8) - sg * V < V ? ceil_div(len, 8) - sg * V : V);
+        double fh = frac_of(q, 1, axis_mask(p, q, 1, o0, o1));
+        for (int a = 0; a < 2; a++)
+            if (nr[a] && rr[a]) {
+                double c0 = cg_avx2_bcast_cost(rr[a], 1, v, 0) + 4.0 * rr[a] * v; /* + the copy */
+                double c1 = cg_avx2_bcast_cost(rr[a], 1, v, 1) - cg_avx2_bcast_cost(rr[a], 1, v, 0);
+                t += (double)nr[a] * (q->O[0] * c0 + c1 * (double)q->K * fh * fd);
+            }
+    }
+    return t;
+}
+
+/* Flat planes suit a correlation whose output rows are contiguous (w stride 1) and waste
+ * fewer lanes at the staged pitch than rounded up to vectors. */
+static int fp_ok(const plan *p, const corr *q) {
+    int64_t pad_round = ceil_div(q->O[2], 8) * 8 - q->O[2];
+    return !p->flat && q->ys[2] == 1 && q->O[1] > 1 && p->W - q->O[2] < pad_round;
+}
+
 /* Choose R for the plan and (M, V) for each correlation. */
 static void choose_tiles(plan *p) {
     for (int i = 0; i < p->ncorr; i++) {
@@ -175,10 +238,10 @@ static void choose_tiles(plan *p) {
         for (int64_t od = 0; od < p->c[i].O[0]; od++)
             fd[i] += p->flat ? 1.0 : frac_of(&p->c[i], 0, axis_mask(p, &p->c[i], 0, od, od + 1));
     double best_total = INFINITY;
-    int bestR = 1, bestM[27] = {0}, bestV[27] = {0};
+    int bestR = 1, bestM[27] = {0}, bestV[27] = {0}, bestF[27] = {0};
     for (int R = 1; R <= MAXR; R++) {
         double total = 0;
-        int Ms[27] = {0}, Vs[27] = {0};
+        int Ms[27] = {0}, Vs[27] = {0}, Fs[27] = {0};
         for (int i = 0; i < p->ncorr; i++) {
             double best = INFINITY;
             Ms[i] = Vs[i] = 1;
@@ -188,6 +251,11 @@ static void choose_tiles(plan *p) {
                     double t = corr_cost(p, &p->c[i], R, M, V, fd[i]);
                     if (t < best) { best = t; Ms[i] = M; Vs[i] = V; }
                 }
+            for (int V = 1; V <= MAXV && fp_ok(p, &p->c[i]); V++) {
+                if (R * V > 12) continue;
+                double t = corr_cost_fp(p, &p->c[i], R, V, fd[i]);
+                if (t < best) { best = t; Ms[i] = 1; Vs[i] = V; Fs[i] = 1; }
+            }
             total += best;
         }
         if (total < best_total) {
@@ -195,10 +263,11 @@ static void choose_tiles(plan *p) {
             bestR = R;
             memcpy(bestM, Ms, sizeof Ms);
             memcpy(bestV, Vs, sizeof Vs);
+            memcpy(bestF, Fs, sizeof Fs);
         }
     }
     p->R = bestR;
-    for (int i = 0; i < p->ncorr; i++) { p->c[i].M = bestM[i]; p->c[i].V = bestV[i]; }
+    for (int i = 0; i < p->ncorr; i++) { p->c[i].M = bestM[i]; p->c[i].V = bestV[i]; p->c[i].fp = bestF[i]; }
 }
 
 /* n floats rounded up to a whole, odd number of 64-byte lines. */
@@ -266,11 +335,12 @@ static void plan_free(plan *p) {
 static void plan_classes(plan *p) {
     if (getenv("CG_AVX2_DEBUG"))
         for (int i = 0; i < p->ncorr; i++)
-            fprintf(stderr, "corr %d: Cout %d K %lld O %dx%dx%d tile R%d M%d V%d\n", i, p->Cout, (long long)p->c[i].K,
-                    p->c[i].O[0], p->c[i].O[1], p->c[i].O[2], p->R, p->c[i].M, p->c[i].V);
+            fprintf(stderr, "corr %d: Cout %d K %lld O %dx%dx%d tile R%d M%d V%d%s\n", i, p->Cout, (long long)p->c[i].K,
+                    p->c[i].O[0], p->c[i].O[1], p->c[i].O[2], p->R, p->c[i].M, p->c[i].V, p->c[i].fp ? " flat planes" : "");
     for (int i = 0; i < p->ncorr; i++) {
         corr *q = &p->c[i];
-        const int64_t nmb = ceil_div(q->O[1], q->M);
+        int64_t nmb, nseg;
+        corr_blocks(p, q, &nmb, &nseg);
         uint64_t dm[64], hm[64];
         q->ncd = q->nch = 0;
         q->dclass = cg_xmalloc((size_t)q->O[0] * sizeof(int32_t));
@@ -286,8 +356,9 @@ static void plan_classes(plan *p) {
             q->dclass[od] = c;
         }
         for (int64_t mb = 0; mb < nmb; mb++) {
-            int64_t o1 = (mb + 1) * q->M < q->O[1] ? (mb + 1) * q->M : q->O[1];
-            uint64_t m = p->flat ? ~(uint64_t)0 : axis_mask(p, q, 1, mb * q->M, o1);
+            int64_t o0, o1;
+            block_rows(p, q, mb, &o0, &o1);
+            uint64_t m = p->flat ? ~(uint64_t)0 : axis_mask(p, q, 1, o0, o1);
             int c = 0;
             while (c < q->nch && hm[c] != m) c++;
             if (c == q->nch) {
@@ -588,7 +659,9 @@ static void corr_task(void *ctx, int64_t b, int64_t e, int worker) {
     for (int64_t it = b; it < e;) {
         while (it >= J->first[ci + 1]) ci++;
         const corr *q = &p->c[ci];
-        const int64_t nvec = ceil_div(q->O[2], 8), nseg = ceil_div(nvec, q->V), nmb = ceil_div(q->O[1], q->M);
+        const int64_t nvec = ceil_div(q->O[2], 8);
+        int64_t nmb, nseg;
+        corr_blocks(p, q, &nmb, &nseg);
         /* decompose the first item once, then step the indices like an odometer */
         int64_t k = it - J->first[ci];
         int64_t rb = k % nrb; k /= nrb;
@@ -599,7 +672,7 @@ static void corr_task(void *ctx, int64_t b, int64_t e, int worker) {
             int R = (int)(p->Cout - rb * p->R < p->R ? p->Cout - rb * p->R : p->R);
             int M = (int)(q->O[1] - mb * q->M < q->M ? q->O[1] - mb * q->M : q->M);
             int V = (int)(nvec - seg * q->V < q->V ? nvec - seg * q->V : q->V);
-            int64_t oh = mb * q->M, ow = seg * 8 * q->V;
+            int64_t oh = q->fp ? 0 : mb * q->M, ow = seg * 8 * q->V;
             cg_bcast_tile t = {
                 .x = J->in + n * J->in_sample + (od * p->L[1] + oh) * p->W + ow,
                 .off = q->off,
@@ -618,6 +691,26 @@ static void corr_task(void *ctx, int64_t b, int64_t e, int worker) {
                 .runs = q->runs[q->dclass[od] * q->nch + q->hclass[mb]],
                 .nruns = q->nruns[q->dclass[od] * q->nch + q->hclass[mb]],
             };
+            if (q->fp) { /* a run of the plane's line, stored past the dropped positions */
+                const int64_t p0 = mb * 8 * q->V, len = fp_len(p, q), nw = len - p0 < 8 * q->V ? len - p0 : 8 * q->V;
+                float buf[MAXR * 8 * MAXV];
+                t.x = J->in + n * J->in_sample + od * p->L[1] * p->W + p0;
+                t.y = buf;
+                t.ycs = 8 * q->V;
+                t.yrs = 0;
+                t.nw = (int)nw;
+                t.stream = 0;
+                cg_avx2_bcast_tile(R, 1, (int)ceil_div(nw, 8), &t);
+                float *y = J->y + (n * p->Cout + rb * p->R) * p->ych + q->yoff + od * q->ys[0];
+                for (int64_t pos = p0; pos < p0 + nw;) {
+                    const int64_t oh = pos / p->W, ow0 = pos % p->W;
+                    const int64_t end = pos - ow0 + p->W < p0 + nw ? pos - ow0 + p->W : p0 + nw;
+                    const int64_t cnt = (end - pos < q->O[2] - ow0 ? end - pos : q->O[2] - ow0);
+                    for (int r = 0; cnt > 0 && r < R; r++)
+                        memcpy(y + r * p->ych + oh * q->ys[1] + ow0, buf + r * 8 * q->V + (pos - p0), (size_t)cnt * sizeof(float));
+                    pos = end;
+                }
+            } else {
             if (p->flat && rb == 0 && ow + 16 * q->V <= q->O[2]) {
                 /* in-place 1x1 input: one short run per channel, too many streams for the
                  * hardware prefetcher; fetch the next segment's runs while this one computes */
@@ -625,6 +718,7 @@ static void corr_task(void *ctx, int64_t b, int64_t e, int worker) {
                     for (int v = 0; v < q->V; v += 2) _mm_prefetch((const char *)(t.x + q->off[j] + 8 * (q->V + v)), _MM_HINT_T1);
             }
             cg_avx2_bcast_tile(R, M, V, &t);
+            }
             if (++rb < nrb) continue;
             rb = 0;
             if (++seg < nseg) continue;
@@ -661,7 +755,9 @@ static void run_corr(const plan *p, float *y, const float *in, const float *bias
         for (int i = 0; i < p->ncorr; i++) {
             const corr *q = &p->c[i];
             J.first[i] = total;
-            total += g * q->O[0] * ceil_div(q->O[1], q->M) * ceil_div(ceil_div(q->O[2], 8), q->V) * nrb;
+            int64_t nmb, nseg;
+            corr_blocks(p, q, &nmb, &nseg);
+            total += g * q->O[0] * nmb * nseg * nrb;
         }
         J.first[p->ncorr] = total;
         cg_parallel_for(total, 1, corr_task, &J);
