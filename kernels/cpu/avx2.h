@@ -46,7 +46,7 @@ void cg_avx2_conv_fwd(float *y, const float *x, const float *w, const float *bia
 void cg_avx2_conv_bwd_data(float *dx, const float *dy, const float *w, const cg_conv_desc *c);
 void cg_avx2_conv_bwd_weight(float *dw, const float *x, const float *dy, const cg_conv_desc *c);
 
-/* avx2_conv_thin.c: passes for inputs of few channels; 0 when the shape is not theirs */
+/* avx2_conv_thin.c: backward-data into few input channels; 0 when the shape is not its */
 int cg_avx2_thin_bwd_data(float *dx, const float *dy, const float *w, const cg_conv_desc *c);
 
 /* avx2_gemm.c */

@@ -1,26 +1,30 @@
 /*
- * kernels/cpu/avx2_conv_thin.c — AVX2+FMA convolution passes for inputs with few channels
- * (Ci <= 4: the 1-channel shower that every encoder and critic of the seed models starts
- * from, and a transposed conv down to 1 channel). Semantics: those of the reference kernels
- * (kernels/cpu/conv3d.c), which tests/test_backend_ops.c holds these to. avx2_conv3d.c calls
- * in here first and takes the shapes these functions decline (they return 0).
+ * kernels/cpu/avx2_conv_thin.c — AVX2+FMA backward-data into inputs with few channels
+ * (Ci <= 3: the 1-channel shower that every encoder and critic of the seed models starts
+ * from, and conv_transpose3d down to 1 channel, whose forward this is). Semantics: those of
+ * the reference kernels (kernels/cpu/conv3d.c), which tests/test_backend_ops.c holds these
+ * to. avx2_conv3d.c calls in here first and takes the shapes this declines (returns 0).
  *
- * Backward-data. With few input channels the correlation of avx2_conv3d.c has Ci output
- * rows, a tile shape limited by loads, and a product dcol = Wᵀ·dy of Ci·k³ rows followed by a
- * gather pays for writing and re-reading dcol through memory (8× dy for k4). Here the two are
- * fused per output plane: a work item is one dx plane (sample n, depth id), all Ci channels.
- * For each tap kd whose dy plane od = (id + pad - kd) / stride exists, and for chunks of
- * dy's rows of that plane:
+ * With few input channels the correlation of avx2_conv3d.c has Ci output rows, a tile
+ * shape limited by loads, and a product dcol = Wᵀ·dy of Ci·k³ rows followed by a gather
+ * pays for writing and re-reading dcol through memory (8× dy for k4). Here the two are
+ * fused per dx plane: a work item is one plane (sample n, depth id), all Ci channels. For
+ * each tap kd whose dy plane od = (id + pad - kd) / stride exists, and for chunks of about
+ * THIN_CHUNK positions (whole rows) of that dy plane:
  *   1. dcol[tap][pos] = Σ_co w[co][tap] · dy[co][od][pos] for the Ci·kH·kW taps of this kd,
- *      a small product in L1 (register tile: 4 or 3 taps × 3 vectors of 8 positions,
- *      weights broadcast, dy loaded once per channel);
- *   2. each tap's row of dcol is added to the dx rows it reaches, per w-phase of the dx row
- *      (dx[s·m + r] takes dcol[m + cc]: contiguous vector adds) in a per-worker plane buffer;
+ *      a small product kept in L1 (register tile: 4 or 3 taps × 3 vectors of 8 positions,
+ *      weights broadcast, each dy vector loaded once per channel);
+ *   2. dcol's rows are added into the dx rows they reach, in a per-worker plane buffer
+ *      split by w-phase (dx[s·m + r] takes dcol[m + cc]: contiguous vectors), by a "gather
+ *      program" built once per call: per vector of a dx row, the taps' masked vectors
+ *      summed in registers, then one read-modify-write at a fixed offset (writing each tap
+ *      at its own shifted offset stalled on store forwarding: 30% of the time);
  * and at the end the plane's w-phases are interleaved into dx. Every item sums in a fixed
  * order and items own disjoint outputs, so results do not depend on the thread count.
  *
- * Limits: Ci <= 4, strides <= 8, and a plane buffer of at most THIN_TMP_BYTES per worker;
- * other shapes go back to avx2_conv3d.c.
+ * Limits: Ci <= 3 (at Ci = 4 the correlation's 4-row tiles are as fast: measured mixed),
+ * kernels of at least 8 taps, strides <= 8, a plane buffer of at most THIN_TMP_BYTES per
+ * worker; other shapes go back to the correlation.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -30,8 +34,8 @@
 #include "kernels/cpu/avx2.h"
 #include "kernels/cpu/avx2_util.h"
 
-#define THIN_MAXCI 4
-#define THIN_TMP_BYTES ((int64_t)128 << 10) /* per-worker dx plane buffer, at most */
+#define THIN_MAXCI 3
+#define THIN_TMP_BYTES ((int64_t)8 << 20) /* per-worker dx plane buffer, at most */
 #define THIN_CHUNK 256                       /* dy positions per chunk (dcol stays in L1) */
 #define TV 3                                 /* vectors of positions per register tile */
 /* Fully unroll the tile's loops, or GCC keeps the accumulators in memory (avx2_tile.c). */
@@ -211,7 +215,7 @@ int cg_avx2_thin_bwd_data(float *dx, const float *dy, const float *w, const cg_c
     thin_bwd_job J = {.c = c, .dx = dx, .dy = dy, .T = Ci * kH * kW};
     J.mlen = (c->in[2] + sw - 1) / sw + 8;
     J.tmp_n = (int64_t)Ci * c->in[1] * sw * J.mlen;
-    if (J.tmp_n * (int64_t)sizeof(float) > THIN_TMP_BYTES || J.T > 256) return 0;
+    if (J.tmp_n * (int64_t)sizeof(float) > THIN_TMP_BYTES) return 0;
     /* 4 taps per tile unless 3 wastes fewer padded taps */
     J.TT = J.T % 4 == 0 || (J.T % 3 != 0 && J.T % 4 > J.T % 3) ? 4 : 3;
     J.ngroups = (J.T + J.TT - 1) / J.TT;
