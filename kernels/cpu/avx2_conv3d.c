@@ -27,8 +27,13 @@
  * past the row's end compute garbage that is never stored. k-steps whose staged rows are
  * all padding are skipped: tiles fall into a few boundary classes, each with its list of
  * runs of k-steps. A cost model (measured per-shape throughput, counting skipped k-steps
- * and remainder tiles) picks R, M and V per layer. Backward-weight's tile is R output
- * channels × C k-steps, vectors along the positions, reduced at the end of each block.
+ * and remainder tiles) picks R, M and V per layer. Where an output row wastes many lanes
+ * in its last vector (30 positions in 4 vectors), a stride-1 correlation may instead run
+ * each output plane as one line at the staged pitch ("flat planes", corr.fp): the few
+ * positions between rows are computed and dropped at the store, and the tiles' vectors
+ * are contiguous. Backward-weight's tile is R output channels × C k-steps, vectors along
+ * the positions, reduced at the end of each block. Backward-data into fewer than 4
+ * channels goes to avx2_conv_thin.c.
  *
  * Threads: cg_parallel_for over tiles (disjoint outputs). Backward-weight sums each
  * tile's blocks of positions in a fixed order (sample, block), so results do not depend
