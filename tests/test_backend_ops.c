@@ -439,6 +439,7 @@ static void case_conv_more(const cg_backend *be) {
     conv_case(be, conv_desc(1, 4, 5, 5, 6, 7, 3, 3, 3, 3, 2, 3, 1, 2, 0));
     conv_case(be, conv_desc(1, 1, 3, 5, 4, 3, 2, 2, 2, 1, 1, 1, 1, 1, 1));
     conv_case(be, conv_desc(1, 1, 4, 3, 40, 70, 3, 3, 3, 1, 2, 3, 1, 1, 1));
+    conv_case(be, conv_desc(1, 2, 3, 3, 4, 601, 3, 3, 3, 1, 1, 2, 1, 1, 1)); /* rows of > 256 outputs */
     for (int t = 0; t < 4; t++) {
         cg_conv_desc c = {.N = irand(1, 2), .Ci = irand(1, 4), .Co = irand(1, 12)};
         for (int d = 0; d < 3; d++) {
