@@ -158,23 +158,41 @@ static void thin_bwd_task(void *ctx, int64_t b, int64_t e, int worker) {
                 /* 2. each tap's rows into the dx rows they reach, by the gather program:
                  * per vector of a dx row's w-phase, the taps' vectors summed in registers
                  * and one read-modify-write of the buffer, all at the same offsets (no
-                 * store-forwarding stalls between taps) */
+                 * store-forwarding stalls between taps); the rows innermost, so that the
+                 * masks stay in registers and the rows' updates overlap */
                 for (int ci = 0; ci < Ci; ci++)
-                    for (int kh = 0; kh < kH; kh++)
-                        for (int r = 0; r < nr; r++) {
-                            const int ih = (oh0 + r) * c->stride[1] + kh - c->pad[1];
-                            if (ih < 0 || ih >= IH) continue;
-                            const float *src = dcol + (int64_t)(ci * kH + kh) * kW * J->pitch + (int64_t)r * OW;
-                            float *t = tmp + (int64_t)(ci * IH + ih) * sw * J->mlen;
-                            const gather_src *gs = J->gsrc;
-                            for (int i = 0; i < J->ngdst; i++) {
-                                const gather_dst *gd = &J->gdst[i];
-                                __m256 a = _mm256_loadu_ps(t + gd->off);
-                                for (const gather_src *end = gs + gd->nsrc; gs < end; gs++)
-                                    a = _mm256_add_ps(a, _mm256_maskload_ps(src + gs->off, _mm256_load_si256((const __m256i *)gs->mask)));
-                                _mm256_storeu_ps(t + gd->off, a);
+                    for (int kh = 0; kh < kH; kh++) {
+                        /* the chunk's rows r whose dx row ih = (oh0 + r)·sh + kh - ph exists */
+                        const int sh = c->stride[1], base = oh0 * sh + kh - c->pad[1];
+                        int r0 = 0, r1 = nr;
+                        while (r0 < r1 && base + r0 * sh < 0) r0++;
+                        while (r1 > r0 && base + (r1 - 1) * sh >= IH) r1--;
+                        if (r0 >= r1) continue;
+                        const float *src0 = dcol + (int64_t)(ci * kH + kh) * kW * J->pitch + (int64_t)r0 * OW;
+                        float *t0 = tmp + ((int64_t)ci * IH + base + r0 * sh) * sw * J->mlen;
+                        const int64_t tstep = (int64_t)sh * sw * J->mlen;
+                        const gather_src *gs = J->gsrc;
+                        for (int i = 0; i < J->ngdst; gs += J->gdst[i].nsrc, i++) {
+                            const gather_dst *gd = &J->gdst[i];
+                            float *t = t0 + gd->off;
+                            const float *src = src0;
+                            if (gd->nsrc == 2) {
+                                const __m256i m0 = _mm256_load_si256((const __m256i *)gs[0].mask);
+                                const __m256i m1 = _mm256_load_si256((const __m256i *)gs[1].mask);
+                                for (int r = r0; r < r1; r++, t += tstep, src += OW)
+                                    _mm256_storeu_ps(t, _mm256_add_ps(_mm256_loadu_ps(t),
+                                                                      _mm256_add_ps(_mm256_maskload_ps(src + gs[0].off, m0),
+                                                                                    _mm256_maskload_ps(src + gs[1].off, m1))));
+                            } else {
+                                for (int r = r0; r < r1; r++, t += tstep, src += OW) {
+                                    __m256 a = _mm256_loadu_ps(t);
+                                    for (int k = 0; k < gd->nsrc; k++)
+                                        a = _mm256_add_ps(a, _mm256_maskload_ps(src + gs[k].off, _mm256_load_si256((const __m256i *)gs[k].mask)));
+                                    _mm256_storeu_ps(t, a);
+                                }
                             }
                         }
+                    }
             }
         }
         /* 3. interleave the w-phases into dx */
