@@ -604,22 +604,13 @@ static void stage_task(void *ctx, int64_t b, int64_t e, int worker) {
                     if (p->s[2] == 1) {
                         memcpy(o + lo, row + lo + shift, (size_t)(hi - lo) * sizeof(float));
                     } else if (p->s[2] == 2) { /* every other element: two loads, a shuffle */
-                        for (int jw = lo; jw < hi; jw += 8) {
+                        int jw = lo;
+                        for (; jw + 8 <= hi && 2 * (int64_t)jw + shift + 15 < p->in[2]; jw += 8) {
                             const float *q = row + 2 * (int64_t)jw + shift;
-                            const int64_t left = p->in[2] - (2 * (int64_t)jw + shift); /* inputs left in the row */
-                            __m256 a, b;
-                            if (left >= 16) {
-                                a = _mm256_loadu_ps(q);
-                                b = _mm256_loadu_ps(q + 8);
-                            } else { /* the row's end: masked loads (the lanes past it are not needed) */
-                                a = _mm256_maskload_ps(q, cg_avx2_mask(left < 8 ? (int)left : 8));
-                                b = _mm256_maskload_ps(q + 8, cg_avx2_mask(left > 8 ? (int)left - 8 : 0));
-                            }
-                            __m256 ev = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
-                            ev = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(ev), 0xD8));
-                            if (jw + 8 <= hi) _mm256_storeu_ps(o + jw, ev);
-                            else _mm256_maskstore_ps(o + jw, cg_avx2_mask(hi - jw), ev);
+                            __m256 ev = _mm256_shuffle_ps(_mm256_loadu_ps(q), _mm256_loadu_ps(q + 8), _MM_SHUFFLE(2, 0, 2, 0));
+                            _mm256_storeu_ps(o + jw, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(ev), 0xD8)));
                         }
+                        for (; jw < hi; jw++) o[jw] = row[2 * (int64_t)jw + shift];
                     } else {
                         for (int jw = lo; jw < hi; jw++) o[jw] = row[(int64_t)jw * p->s[2] + shift];
                     }

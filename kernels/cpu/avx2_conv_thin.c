@@ -202,18 +202,21 @@ static void thin_bwd_task(void *ctx, int64_t b, int64_t e, int worker) {
                 float *out = J->dx + (((n * Ci + ci) * ID + id) * IH + ih) * (int64_t)IW;
                 if (sw == 1) {
                     memcpy(out, t0, (size_t)IW * sizeof(float));
-                } else if (sw == 2) { /* the two phases interleaved; the tail stores masked */
+                } else if (sw == 2) { /* the two phases interleaved; the tail through a
+                                        * buffer (masked stores are slow on AMD cores) */
                     const float *t1 = t0 + J->mlen;
                     for (int m = 0; 2 * m < IW; m += 8) {
                         __m256 a = _mm256_loadu_ps(t0 + m), bb = _mm256_loadu_ps(t1 + m);
                         __m256 lo = _mm256_unpacklo_ps(a, bb), hi = _mm256_unpackhi_ps(a, bb);
-                        const int left = IW - 2 * m;
-                        if (left >= 16) {
-                            _mm256_storeu_ps(out + 2 * m, _mm256_permute2f128_ps(lo, hi, 0x20));
-                            _mm256_storeu_ps(out + 2 * m + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+                        __m256 v0 = _mm256_permute2f128_ps(lo, hi, 0x20), v1 = _mm256_permute2f128_ps(lo, hi, 0x31);
+                        if (IW - 2 * m >= 16) {
+                            _mm256_storeu_ps(out + 2 * m, v0);
+                            _mm256_storeu_ps(out + 2 * m + 8, v1);
                         } else {
-                            _mm256_maskstore_ps(out + 2 * m, cg_avx2_mask(left < 8 ? left : 8), _mm256_permute2f128_ps(lo, hi, 0x20));
-                            if (left > 8) _mm256_maskstore_ps(out + 2 * m + 8, cg_avx2_mask(left - 8), _mm256_permute2f128_ps(lo, hi, 0x31));
+                            float tail[16];
+                            _mm256_storeu_ps(tail, v0);
+                            _mm256_storeu_ps(tail + 8, v1);
+                            memcpy(out + 2 * m, tail, (size_t)(IW - 2 * m) * sizeof(float));
                         }
                     }
                 } else {
