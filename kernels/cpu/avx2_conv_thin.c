@@ -63,7 +63,6 @@ typedef struct {
     int64_t pitch;        /* dcol row pitch (>= chunk positions rounded up to vectors, + 8) */
     int64_t mlen;         /* plane buffer row length per w-phase (>= phase length + 8) */
     int32_t mr[8];        /* length of each w-phase of a dx row */
-    const int32_t *wtab;  /* (kW, 4): phase r, shift cc, first and end m of each w-tap */
     const gather_dst *gdst; /* (ngdst) */
     const gather_src *gsrc; /* the srcs of each dst in turn */
     int ngdst;
@@ -245,6 +244,7 @@ int cg_avx2_thin_bwd_data(float *dx, const float *dy, const float *w, const cg_c
     J.pitch = ((int64_t)J.rows * c->out[2] + 7) / 8 * 8 + 8; /* + 8: slack */
     J.dcol_n = J.pitch * J.TT * J.ngroups;
     for (int r = 0; r < sw; r++) J.mr[r] = (c->in[2] - r + sw - 1) / sw;
+    /* per w-tap: phase r, shift cc, first and end m of the dx row it reaches */
     int32_t wtab[4 * 64];
     int32_t *wt = kW <= 64 ? wtab : cg_xmalloc((size_t)(4 * kW) * sizeof(int32_t));
     for (int kw = 0; kw < kW; kw++) {
@@ -255,7 +255,6 @@ int cg_avx2_thin_bwd_data(float *dx, const float *dy, const float *w, const cg_c
         wt[4 * kw + 3] = c->out[2] - cc < mr ? c->out[2] - cc : mr;
         if (wt[4 * kw + 3] < wt[4 * kw + 2]) wt[4 * kw + 3] = wt[4 * kw + 2]; /* the tap reaches no dx of this row */
     }
-    J.wtab = wt;
     /* the gather program: per w-phase ph, per vector m, the w-taps of that phase */
     int ngv = 0;
     for (int ph = 0; ph < sw; ph++) ngv += (J.mr[ph] + 7) / 8;
