@@ -430,9 +430,26 @@ static void case_conv_more(const cg_backend *be) {
     conv_case(be, conv_desc(2, 2, 5, 9, 10, 11, 3, 3, 3, 3, 3, 3, 1, 1, 1));
     conv_case(be, conv_desc(1, 1, 6, 8, 9, 13, 2, 3, 4, 1, 2, 2, 0, 1, 2));
     conv_case(be, conv_desc(2, 3, 4, 6, 7, 8, 3, 3, 3, 1, 1, 1, 2, 2, 2));
-    /* the thin-input passes (avx2_conv_thin.c, Ci <= 4): each channel count 1..4, batch 1,
-     * odd extents, padding 0 to k-1 and beyond, strides 1..3 per axis, rows shorter than a
-     * vector and rows of several chunks, and random shapes of the same family */
+}
+
+/* The layer suite at full extent, batch 1 (slow: the reference is plain loops). */
+static void case_conv_layer_suite(const cg_backend *be) {
+    conv_case(be, conv_desc(1, 1, 32, 30, 30, 30, 4, 4, 4, 2, 2, 2, 1, 1, 1));
+    conv_case(be, conv_desc(1, 32, 32, 30, 30, 30, 3, 3, 3, 1, 1, 1, 1, 1, 1));
+    conv_case(be, conv_desc(1, 32, 64, 30, 30, 30, 4, 4, 4, 2, 2, 2, 1, 1, 1));
+    conv_case(be, conv_desc(1, 64, 64, 15, 15, 15, 3, 3, 3, 1, 1, 1, 1, 1, 1));
+    conv_case(be, conv_desc(1, 32, 64, 30, 30, 30, 4, 4, 4, 2, 2, 2, 1, 1, 1)); /* ct4s2 64->32, 15 -> 30 */
+    conv_case(be, conv_desc(1, 1, 32, 30, 30, 30, 3, 3, 3, 1, 1, 1, 1, 1, 1));  /* ct3 32->1 */
+    conv_case(be, conv_desc(1, 2, 128, 30, 30, 30, 1, 1, 1, 1, 1, 1, 0, 0, 0));
+    conv_case(be, conv_desc(1, 128, 128, 30, 30, 30, 1, 1, 1, 1, 1, 1, 0, 0, 0));
+    conv_case(be, conv_desc(1, 8, 8, 25, 25, 25, 5, 5, 5, 1, 1, 1, 2, 2, 2));
+}
+
+/* The thin-input backward-data (avx2_conv_thin.c, Ci <= 3; 4 goes to the correlation). */
+static void case_conv_thin(const cg_backend *be) {
+    /* each channel count 1..4, batch 1, odd extents, padding 0 to k-1 and beyond, strides
+     * 1..3 per axis, rows shorter than a vector and rows of several chunks, and random
+     * shapes of the same family */
     conv_case(be, conv_desc(1, 1, 32, 13, 11, 15, 4, 4, 4, 2, 2, 2, 1, 1, 1));
     conv_case(be, conv_desc(1, 2, 7, 9, 8, 7, 3, 3, 3, 1, 1, 1, 1, 1, 1));
     conv_case(be, conv_desc(2, 3, 9, 7, 9, 11, 4, 3, 5, 2, 3, 1, 2, 0, 3));
@@ -450,19 +467,6 @@ static void case_conv_more(const cg_backend *be) {
         }
         conv_case(be, c);
     }
-}
-
-/* The layer suite at full extent, batch 1 (slow: the reference is plain loops). */
-static void case_conv_layer_suite(const cg_backend *be) {
-    conv_case(be, conv_desc(1, 1, 32, 30, 30, 30, 4, 4, 4, 2, 2, 2, 1, 1, 1));
-    conv_case(be, conv_desc(1, 32, 32, 30, 30, 30, 3, 3, 3, 1, 1, 1, 1, 1, 1));
-    conv_case(be, conv_desc(1, 32, 64, 30, 30, 30, 4, 4, 4, 2, 2, 2, 1, 1, 1));
-    conv_case(be, conv_desc(1, 64, 64, 15, 15, 15, 3, 3, 3, 1, 1, 1, 1, 1, 1));
-    conv_case(be, conv_desc(1, 32, 64, 30, 30, 30, 4, 4, 4, 2, 2, 2, 1, 1, 1)); /* ct4s2 64->32, 15 -> 30 */
-    conv_case(be, conv_desc(1, 1, 32, 30, 30, 30, 3, 3, 3, 1, 1, 1, 1, 1, 1));  /* ct3 32->1 */
-    conv_case(be, conv_desc(1, 2, 128, 30, 30, 30, 1, 1, 1, 1, 1, 1, 0, 0, 0));
-    conv_case(be, conv_desc(1, 128, 128, 30, 30, 30, 1, 1, 1, 1, 1, 1, 0, 0, 0));
-    conv_case(be, conv_desc(1, 8, 8, 25, 25, 25, 5, 5, 5, 1, 1, 1, 2, 2, 2));
 }
 
 static void case_layernorm(const cg_backend *be) {
@@ -610,6 +614,7 @@ static void test_all_kernels(void) {
     case_gemm_linear(g_be);
     case_conv(g_be);
     case_conv_more(g_be);
+    case_conv_thin(g_be);
     case_layernorm(g_be);
     case_sort(g_be);
     case_pointwise(g_be);

@@ -46,9 +46,6 @@ void cg_avx2_conv_fwd(float *y, const float *x, const float *w, const float *bia
 void cg_avx2_conv_bwd_data(float *dx, const float *dy, const float *w, const cg_conv_desc *c);
 void cg_avx2_conv_bwd_weight(float *dw, const float *x, const float *dy, const cg_conv_desc *c);
 
-/* avx2_conv_thin.c: backward-data into few input channels; 0 when the shape is not its */
-int cg_avx2_thin_bwd_data(float *dx, const float *dy, const float *w, const cg_conv_desc *c);
-
 /* avx2_gemm.c */
 void cg_avx2_gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                   int64_t sA, const float *B, int64_t ldb, int64_t sB, float beta, float *C, int64_t ldc, int64_t sC,
@@ -59,5 +56,8 @@ void cg_avx2_pointwise_layer(float *y, float *y_mean, float *y_rstd, const float
                              const float *x_rstd, const float *gamma, const float *beta, int act, float slope,
                              const float *w, const float *bias, const float *bias_b, int64_t B, int Ci, int Co,
                              int64_t V, float eps);
+
+/* avx2_conv_thin.c: backward-data into few input channels; 0 when the shape is not its */
+int cg_avx2_thin_bwd_data(float *dx, const float *dy, const float *w, const cg_conv_desc *c);
 
 #endif
