@@ -100,24 +100,28 @@ static inline __attribute__((always_inline)) void thin_tile(float *dcol, int64_t
         for (int v = 0; v < nv; v++) _mm256_storeu_ps(dcol + t * pitch + 8 * v, acc[t][v]);
 }
 
-/* One tile shape per (TT, nv), so the accumulators stay in registers. */
-#define THIN_TILE(TT_, NV_)                                                                                        \
-    static void thin_tile_##TT_##_##NV_(float *dcol, int64_t pitch, const float *dy, int64_t dys, const float *w, \
-                                        int Co, int last) {                                                      \
-        thin_tile(dcol, pitch, dy, dys, w, Co, TT_, NV_, last);                                                  \
-    }
-THIN_TILE(4, 1)
-THIN_TILE(4, 2)
-THIN_TILE(4, 3)
-THIN_TILE(3, 1)
-THIN_TILE(3, 2)
-THIN_TILE(3, 3)
+/* A chunk's nvec vectors (np positions) of TT dcol rows: whole TV-vector tiles in one loop,
+ * then the remainder; one function per TT, so the accumulators stay in registers. */
+static inline __attribute__((always_inline)) void thin_rows(float *dcol, int64_t pitch, const float *dy,
+                                                            int64_t dys, const float *w, int Co, int TT, int nvec,
+                                                            int np) {
+    int v = 0;
+    for (; v + TV <= nvec && 8 * (v + TV) <= np; v += TV) thin_tile(dcol + 8 * v, pitch, dy + 8 * v, dys, w, Co, TT, TV, 8);
+    const int nv = nvec - v, last = np - 8 * (nvec - 1);
+    if (nv == 1) thin_tile(dcol + 8 * v, pitch, dy + 8 * v, dys, w, Co, TT, 1, last);
+    else if (nv == 2) thin_tile(dcol + 8 * v, pitch, dy + 8 * v, dys, w, Co, TT, 2, last);
+    else if (nv == 3) thin_tile(dcol + 8 * v, pitch, dy + 8 * v, dys, w, Co, TT, 3, last);
+}
 
-typedef void (*thin_tile_fn)(float *, int64_t, const float *, int64_t, const float *, int, int);
-static const thin_tile_fn THIN_TILES[2][TV] = {
-    {thin_tile_3_1, thin_tile_3_2, thin_tile_3_3},
-    {thin_tile_4_1, thin_tile_4_2, thin_tile_4_3},
-};
+static void thin_rows_4(float *dcol, int64_t pitch, const float *dy, int64_t dys, const float *w, int Co, int nvec,
+                        int np) {
+    thin_rows(dcol, pitch, dy, dys, w, Co, 4, nvec, np);
+}
+
+static void thin_rows_3(float *dcol, int64_t pitch, const float *dy, int64_t dys, const float *w, int Co, int nvec,
+                        int np) {
+    thin_rows(dcol, pitch, dy, dys, w, Co, 3, nvec, np);
+}
 
 /* The output position a tap k of input position i meets along an axis, or -1. */
 static int32_t thin_meets(int i, int k, int s, int pad, int O) {
@@ -132,7 +136,6 @@ static void thin_bwd_task(void *ctx, int64_t b, int64_t e, int worker) {
     const int ID = c->in[0], IH = c->in[1], IW = c->in[2], OD = c->out[0], OH = c->out[1], OW = c->out[2];
     const int sw = c->stride[2];
     const int64_t oplane = (int64_t)OH * OW, ochan = OD * oplane;
-    const thin_tile_fn *tiles = THIN_TILES[J->TT == 4];
     float *tmp = J->tmp + (int64_t)worker * J->tmp_n, *dcol = J->dcol + (int64_t)worker * J->dcol_n;
     for (int64_t it = b; it < e; it++) {
         const int64_t n = it / ID;
@@ -146,14 +149,10 @@ static void thin_bwd_task(void *ctx, int64_t b, int64_t e, int worker) {
                 const int nr = OH - oh0 < J->rows ? OH - oh0 : J->rows;
                 const int np = nr * OW, nvec = (np + 7) / 8;
                 const float *dyc = J->dy + n * Co * ochan + od * oplane + (int64_t)oh0 * OW;
-                /* 1. the chunk's dcol, TT taps × TV vectors at a time */
+                /* 1. the chunk's dcol, TT taps at a time */
                 for (int g = 0; g < J->ngroups; g++)
-                    for (int v = 0; v < nvec; v += TV) {
-                        const int nv = nvec - v < TV ? nvec - v : TV;
-                        const int last = np - 8 * (v + nv - 1);
-                        tiles[nv - 1](dcol + (int64_t)g * J->TT * J->pitch + 8 * v, J->pitch, dyc + 8 * v, ochan,
-                                      wk + (int64_t)g * Co * J->TT, Co, last > 8 ? 8 : last);
-                    }
+                    (J->TT == 4 ? thin_rows_4 : thin_rows_3)(dcol + (int64_t)g * J->TT * J->pitch, J->pitch, dyc, ochan,
+                                                             wk + (int64_t)g * Co * J->TT, Co, nvec, np);
                 /* 2. each tap's rows into the dx rows they reach, by the gather program:
                  * per vector of a dx row's w-phase, the taps' vectors summed in registers
                  * and one read-modify-write of the buffer, all at the same offsets (no
