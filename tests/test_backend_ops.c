@@ -445,6 +445,30 @@ static void case_conv_layer_suite(const cg_backend *be) {
     conv_case(be, conv_desc(1, 8, 8, 25, 25, 25, 5, 5, 5, 1, 1, 1, 2, 2, 2));
 }
 
+/* The thin-input backward-data (avx2_conv_thin.c, Ci <= 3; 4 goes to the correlation). */
+static void case_conv_thin(const cg_backend *be) {
+    /* each channel count 1..4, batch 1, odd extents, padding 0 to k-1 and beyond, strides
+     * 1..3 per axis, rows shorter than a vector and rows of several chunks, and random
+     * shapes of the same family */
+    conv_case(be, conv_desc(1, 1, 32, 13, 11, 15, 4, 4, 4, 2, 2, 2, 1, 1, 1));
+    conv_case(be, conv_desc(1, 2, 7, 9, 8, 7, 3, 3, 3, 1, 1, 1, 1, 1, 1));
+    conv_case(be, conv_desc(2, 3, 9, 7, 9, 11, 4, 3, 5, 2, 3, 1, 2, 0, 3));
+    conv_case(be, conv_desc(1, 4, 5, 5, 6, 7, 3, 3, 3, 3, 2, 3, 1, 2, 0));
+    conv_case(be, conv_desc(1, 1, 3, 5, 4, 3, 2, 2, 2, 1, 1, 1, 1, 1, 1));
+    conv_case(be, conv_desc(1, 1, 4, 3, 40, 70, 3, 3, 3, 1, 2, 3, 1, 1, 1));
+    conv_case(be, conv_desc(1, 2, 3, 3, 4, 601, 3, 3, 3, 1, 1, 2, 1, 1, 1)); /* rows of > 256 outputs */
+    for (int t = 0; t < 4; t++) {
+        cg_conv_desc c = {.N = irand(1, 2), .Ci = irand(1, 4), .Co = irand(1, 12)};
+        for (int d = 0; d < 3; d++) {
+            c.k[d] = irand(2, 5);
+            c.stride[d] = irand(1, 3);
+            c.pad[d] = irand(0, c.k[d]);
+            c.in[d] = irand(c.k[d] > 2 * c.pad[d] ? c.k[d] - 2 * c.pad[d] : 1, 12);
+        }
+        conv_case(be, c);
+    }
+}
+
 static void case_layernorm(const cg_backend *be) {
     for (int trial = 0; trial < 5; trial++) {
         int64_t rows = irand(1, 40), cols = irand(1, 3000);
@@ -590,6 +614,7 @@ static void test_all_kernels(void) {
     case_gemm_linear(g_be);
     case_conv(g_be);
     case_conv_more(g_be);
+    case_conv_thin(g_be);
     case_layernorm(g_be);
     case_sort(g_be);
     case_pointwise(g_be);
@@ -619,6 +644,20 @@ static int64_t det_run(const cg_backend *be, int threads, float *out) {
         DET_RAND(x, nx);
         DET_RAND(w, nw);
         DET_RAND(dy, ny);
+        be->conv_fwd(out + n, x, w, NULL, &c);
+        n += ny;
+        be->conv_bwd_data(out + n, dy, w, &c);
+        n += nx;
+        be->conv_bwd_weight(out + n, x, dy, &c);
+        n += nw;
+    }
+    { /* few input channels (avx2_conv_thin.c) */
+        cg_conv_desc c = conv_desc(3, 2, 16, 14, 13, 15, 4, 4, 4, 2, 2, 2, 1, 1, 1);
+        for (int d = 0; d < 3; d++) c.out[d] = (c.in[d] + 2 * c.pad[d] - c.k[d]) / c.stride[d] + 1;
+        int64_t nx = c.N * c.Ci * c.in[0] * c.in[1] * c.in[2], ny = c.N * c.Co * c.out[0] * c.out[1] * c.out[2];
+        int64_t nw = (int64_t)c.Co * c.Ci * c.k[0] * c.k[1] * c.k[2];
+        float *x = buf, *w = x + nx, *dy = w + nw;
+        DET_RAND(x, nx + nw + ny);
         be->conv_fwd(out + n, x, w, NULL, &c);
         n += ny;
         be->conv_bwd_data(out + n, dy, w, &c);

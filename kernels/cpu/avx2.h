@@ -57,4 +57,7 @@ void cg_avx2_pointwise_layer(float *y, float *y_mean, float *y_rstd, const float
                              const float *w, const float *bias, const float *bias_b, int64_t B, int Ci, int Co,
                              int64_t V, float eps);
 
+/* avx2_conv_thin.c: backward-data into few input channels; 0 when the shape is not its */
+int cg_avx2_thin_bwd_data(float *dx, const float *dy, const float *w, const cg_conv_desc *c);
+
 #endif

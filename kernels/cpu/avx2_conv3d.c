@@ -27,8 +27,13 @@
  * past the row's end compute garbage that is never stored. k-steps whose staged rows are
  * all padding are skipped: tiles fall into a few boundary classes, each with its list of
  * runs of k-steps. A cost model (measured per-shape throughput, counting skipped k-steps
- * and remainder tiles) picks R, M and V per layer. Backward-weight's tile is R output
- * channels × C k-steps, vectors along the positions, reduced at the end of each block.
+ * and remainder tiles) picks R, M and V per layer. Where an output row wastes many lanes
+ * in its last vector (30 positions in 4 vectors), a stride-1 correlation may instead run
+ * each output plane as one line at the staged pitch ("flat planes", corr.fp): the few
+ * positions between rows are computed and dropped at the store, and the tiles' vectors
+ * are contiguous. Backward-weight's tile is R output channels × C k-steps, vectors along
+ * the positions, reduced at the end of each block. Backward-data into fewer than 4
+ * channels goes to avx2_conv_thin.c.
  *
  * Threads: cg_parallel_for over tiles (disjoint outputs). Backward-weight sums each
  * tile's blocks of positions in a fixed order (sample, block), so results do not depend
@@ -74,6 +79,13 @@ typedef struct {
     int64_t ys[3];      /* output strides (d, h, w) within one output channel */
     int64_t yoff;       /* offset of output (0, 0, 0) within one output channel */
     int M, V;           /* tile rows and vectors per row */
+    /* Flat planes (fp): an output plane's rows, at the staged row pitch W, run as one line
+     * of (O[1] - 1)·W + O[2] positions, cut into tiles of V vectors (M = 1); the W - O[2]
+     * positions between rows are computed and dropped when the tile is stored. Fewer
+     * wasted lanes than rows rounded up to whole vectors when O[2] % 8 is small against
+     * W - O[2] (30 of pitch 31: 3% instead of 30 of 32: 6%). A "row block" is then a tile's
+     * run of positions. */
+    int fp;
     /* Skipping rows of zero padding: each k-step reads staged row (o_d + t_d, o_h + t_h) of
      * phase (r_d, r_h); kbit[2j], kbit[2j+1] = r·LB + t per axis (LB: bits per phase). A
      * tile's output plane and rows give, per axis, a mask of the (r, t) whose staged rows
@@ -109,6 +121,33 @@ typedef struct {
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+/* Row blocks (tile lines) and vector segments per output plane of a correlation. */
+static int64_t fp_len(const plan *p, const corr *q);
+static void corr_blocks(const plan *p, const corr *q, int64_t *nmb, int64_t *nseg) {
+    if (q->fp) {
+        *nmb = ceil_div(ceil_div(fp_len(p, q), 8), q->V);
+        *nseg = 1;
+    } else {
+        *nmb = ceil_div(q->O[1], q->M);
+        *nseg = ceil_div(ceil_div(q->O[2], 8), q->V);
+    }
+}
+
+/* Positions of a flat plane's line. */
+static int64_t fp_len(const plan *p, const corr *q) { return (int64_t)(q->O[1] - 1) * p->W + q->O[2]; }
+
+/* The output rows [*o0, *o1) of row block mb. */
+static void block_rows(const plan *p, const corr *q, int64_t mb, int64_t *o0, int64_t *o1) {
+    if (q->fp) {
+        int64_t p0 = mb * 8 * q->V, p1 = p0 + 8 * q->V < fp_len(p, q) ? p0 + 8 * q->V : fp_len(p, q);
+        *o0 = p0 / p->W;
+        *o1 = (p1 - 1) / p->W + 1;
+    } else {
+        *o0 = mb * q->M;
+        *o1 = (mb + 1) * q->M < q->O[1] ? (mb + 1) * q->M : q->O[1];
+    }
+}
+
 /* Does staged row j of phase r on `axis` hold input (rather than zero padding)? */
 static int staged_valid(const plan *p, int axis, int r, int64_t j) {
     int64_t i = j * p->s[axis] + r - p->p[axis];
@@ -140,12 +179,10 @@ static double frac_of(const corr *q, int axis, uint64_t mask) {
 
 /* Estimated cycles of a correlation with tiles of R rows × M lines × V vectors, counting
  * only the k-steps each tile computes (padding rows skipped) and the remainder tiles. */
-static double corr_cost(const plan *p, const corr *q, int R, int M, int V) {
+static double corr_cost(const plan *p, const corr *q, int R, int M, int V, double fd) {
     int64_t nvec = ceil_div(q->O[2], 8);
     int64_t nr[2] = {p->Cout / R, p->Cout % R != 0}, nv[2] = {nvec / V, nvec % V != 0}; /* tile counts */
     int rr[2] = {R, p->Cout % R}, vv[2] = {V, (int)(nvec % V)};
-    double fd = 0;
-    for (int64_t od = 0; od < q->O[0]; od++) fd += p->flat ? 1.0 : frac_of(q, 0, axis_mask(p, q, 0, od, od + 1));
     double t = 0;
     for (int64_t oh = 0; oh < q->O[1]; oh += M) {
         int m = (int)(q->O[1] - oh < M ? q->O[1] - oh : M);
@@ -161,6 +198,35 @@ static double corr_cost(const plan *p, const corr *q, int R, int M, int V) {
     return t;
 }
 
+/* The same for flat planes: tiles of R rows × V vectors along the plane's line, plus
+ * copying the tile out past the dropped positions. */
+static double corr_cost_fp(const plan *p, const corr *q, int R, int V, double fd) {
+    const int64_t len = fp_len(p, q), nseg = ceil_div(ceil_div(len, 8), V);
+    int64_t nr[2] = {p->Cout / R, p->Cout % R != 0};
+    int rr[2] = {R, p->Cout % R};
+    double t = 0;
+    for (int64_t sg = 0; sg < nseg; sg++) {
+        int64_t o0 = sg * 8 * V / p->W, o1 = ((sg + 1) * 8 * V < len ? (sg + 1) * 8 * V : len) - 1;
+        o1 = o1 / p->W + 1;
+        int v = (int)(ceil_div(len, 8) - sg * V < V ? ceil_div(len, 8) - sg * V : V);
+        double fh = frac_of(q, 1, axis_mask(p, q, 1, o0, o1));
+        for (int a = 0; a < 2; a++)
+            if (nr[a] && rr[a]) {
+                double c0 = cg_avx2_bcast_cost(rr[a], 1, v, 0) + 4.0 * rr[a] * v; /* + the copy */
+                double c1 = cg_avx2_bcast_cost(rr[a], 1, v, 1) - cg_avx2_bcast_cost(rr[a], 1, v, 0);
+                t += (double)nr[a] * (q->O[0] * c0 + c1 * (double)q->K * fh * fd);
+            }
+    }
+    return t;
+}
+
+/* Flat planes suit a correlation whose output rows are contiguous (w stride 1) and waste
+ * fewer lanes at the staged pitch than rounded up to vectors. */
+static int fp_ok(const plan *p, const corr *q) {
+    int64_t pad_round = ceil_div(q->O[2], 8) * 8 - q->O[2];
+    return !p->flat && q->ys[2] == 1 && q->O[1] > 1 && p->W - q->O[2] < pad_round;
+}
+
 /* Choose R for the plan and (M, V) for each correlation. */
 static void choose_tiles(plan *p) {
     for (int i = 0; i < p->ncorr; i++) {
@@ -171,20 +237,30 @@ static void choose_tiles(plan *p) {
             q->bitcnt[1][q->kbit[2 * j + 1]]++;
         }
     }
+    /* the planes' share of computed k-steps, summed (the same for every tile shape) */
+    double fd[27] = {0};
+    for (int i = 0; i < p->ncorr; i++)
+        for (int64_t od = 0; od < p->c[i].O[0]; od++)
+            fd[i] += p->flat ? 1.0 : frac_of(&p->c[i], 0, axis_mask(p, &p->c[i], 0, od, od + 1));
     double best_total = INFINITY;
-    int bestR = 1, bestM[27] = {0}, bestV[27] = {0};
+    int bestR = 1, bestM[27] = {0}, bestV[27] = {0}, bestF[27] = {0};
     for (int R = 1; R <= MAXR; R++) {
         double total = 0;
-        int Ms[27] = {0}, Vs[27] = {0};
+        int Ms[27] = {0}, Vs[27] = {0}, Fs[27] = {0};
         for (int i = 0; i < p->ncorr; i++) {
             double best = INFINITY;
             Ms[i] = Vs[i] = 1;
             for (int M = 1; M <= MAXM; M++)
                 for (int V = 1; V <= MAXV; V++) {
                     if (R * M * V > 12) continue;
-                    double t = corr_cost(p, &p->c[i], R, M, V);
+                    double t = corr_cost(p, &p->c[i], R, M, V, fd[i]);
                     if (t < best) { best = t; Ms[i] = M; Vs[i] = V; }
                 }
+            for (int V = 1; V <= MAXV && fp_ok(p, &p->c[i]); V++) {
+                if (R * V > 12) continue;
+                double t = corr_cost_fp(p, &p->c[i], R, V, fd[i]);
+                if (t < best) { best = t; Ms[i] = 1; Vs[i] = V; Fs[i] = 1; }
+            }
             total += best;
         }
         if (total < best_total) {
@@ -192,10 +268,11 @@ static void choose_tiles(plan *p) {
             bestR = R;
             memcpy(bestM, Ms, sizeof Ms);
             memcpy(bestV, Vs, sizeof Vs);
+            memcpy(bestF, Fs, sizeof Fs);
         }
     }
     p->R = bestR;
-    for (int i = 0; i < p->ncorr; i++) { p->c[i].M = bestM[i]; p->c[i].V = bestV[i]; }
+    for (int i = 0; i < p->ncorr; i++) { p->c[i].M = bestM[i]; p->c[i].V = bestV[i]; p->c[i].fp = bestF[i]; }
 }
 
 /* n floats rounded up to a whole, odd number of 64-byte lines. */
@@ -263,11 +340,12 @@ static void plan_free(plan *p) {
 static void plan_classes(plan *p) {
     if (getenv("CG_AVX2_DEBUG"))
         for (int i = 0; i < p->ncorr; i++)
-            fprintf(stderr, "corr %d: Cout %d K %lld O %dx%dx%d tile R%d M%d V%d\n", i, p->Cout, (long long)p->c[i].K,
-                    p->c[i].O[0], p->c[i].O[1], p->c[i].O[2], p->R, p->c[i].M, p->c[i].V);
+            fprintf(stderr, "corr %d: Cout %d K %lld O %dx%dx%d tile R%d M%d V%d%s\n", i, p->Cout, (long long)p->c[i].K,
+                    p->c[i].O[0], p->c[i].O[1], p->c[i].O[2], p->R, p->c[i].M, p->c[i].V, p->c[i].fp ? " flat planes" : "");
     for (int i = 0; i < p->ncorr; i++) {
         corr *q = &p->c[i];
-        const int64_t nmb = ceil_div(q->O[1], q->M);
+        int64_t nmb, nseg;
+        corr_blocks(p, q, &nmb, &nseg);
         uint64_t dm[64], hm[64];
         q->ncd = q->nch = 0;
         q->dclass = cg_xmalloc((size_t)q->O[0] * sizeof(int32_t));
@@ -283,8 +361,9 @@ static void plan_classes(plan *p) {
             q->dclass[od] = c;
         }
         for (int64_t mb = 0; mb < nmb; mb++) {
-            int64_t o1 = (mb + 1) * q->M < q->O[1] ? (mb + 1) * q->M : q->O[1];
-            uint64_t m = p->flat ? ~(uint64_t)0 : axis_mask(p, q, 1, mb * q->M, o1);
+            int64_t o0, o1;
+            block_rows(p, q, mb, &o0, &o1);
+            uint64_t m = p->flat ? ~(uint64_t)0 : axis_mask(p, q, 1, o0, o1);
             int c = 0;
             while (c < q->nch && hm[c] != m) c++;
             if (c == q->nch) {
@@ -576,7 +655,9 @@ static void corr_task(void *ctx, int64_t b, int64_t e, int worker) {
     for (int64_t it = b; it < e;) {
         while (it >= J->first[ci + 1]) ci++;
         const corr *q = &p->c[ci];
-        const int64_t nvec = ceil_div(q->O[2], 8), nseg = ceil_div(nvec, q->V), nmb = ceil_div(q->O[1], q->M);
+        const int64_t nvec = ceil_div(q->O[2], 8);
+        int64_t nmb, nseg;
+        corr_blocks(p, q, &nmb, &nseg);
         /* decompose the first item once, then step the indices like an odometer */
         int64_t k = it - J->first[ci];
         int64_t rb = k % nrb; k /= nrb;
@@ -587,7 +668,7 @@ static void corr_task(void *ctx, int64_t b, int64_t e, int worker) {
             int R = (int)(p->Cout - rb * p->R < p->R ? p->Cout - rb * p->R : p->R);
             int M = (int)(q->O[1] - mb * q->M < q->M ? q->O[1] - mb * q->M : q->M);
             int V = (int)(nvec - seg * q->V < q->V ? nvec - seg * q->V : q->V);
-            int64_t oh = mb * q->M, ow = seg * 8 * q->V;
+            int64_t oh = q->fp ? 0 : mb * q->M, ow = seg * 8 * q->V;
             cg_bcast_tile t = {
                 .x = J->in + n * J->in_sample + (od * p->L[1] + oh) * p->W + ow,
                 .off = q->off,
@@ -606,6 +687,26 @@ static void corr_task(void *ctx, int64_t b, int64_t e, int worker) {
                 .runs = q->runs[q->dclass[od] * q->nch + q->hclass[mb]],
                 .nruns = q->nruns[q->dclass[od] * q->nch + q->hclass[mb]],
             };
+            if (q->fp) { /* a run of the plane's line, stored past the dropped positions */
+                const int64_t p0 = mb * 8 * q->V, len = fp_len(p, q), nw = len - p0 < 8 * q->V ? len - p0 : 8 * q->V;
+                float buf[MAXR * 8 * MAXV];
+                t.x = J->in + n * J->in_sample + od * p->L[1] * p->W + p0;
+                t.y = buf;
+                t.ycs = 8 * q->V;
+                t.yrs = 0;
+                t.nw = (int)nw;
+                t.stream = 0;
+                cg_avx2_bcast_tile(R, 1, (int)ceil_div(nw, 8), &t);
+                float *y = J->y + (n * p->Cout + rb * p->R) * p->ych + q->yoff + od * q->ys[0];
+                for (int64_t pos = p0; pos < p0 + nw;) {
+                    const int64_t oh = pos / p->W, ow0 = pos % p->W;
+                    const int64_t end = pos - ow0 + p->W < p0 + nw ? pos - ow0 + p->W : p0 + nw;
+                    const int64_t cnt = (end - pos < q->O[2] - ow0 ? end - pos : q->O[2] - ow0);
+                    for (int r = 0; cnt > 0 && r < R; r++)
+                        memcpy(y + r * p->ych + oh * q->ys[1] + ow0, buf + r * 8 * q->V + (pos - p0), (size_t)cnt * sizeof(float));
+                    pos = end;
+                }
+            } else {
             if (p->flat && rb == 0 && ow + 16 * q->V <= q->O[2]) {
                 /* in-place 1x1 input: one short run per channel, too many streams for the
                  * hardware prefetcher; fetch the next segment's runs while this one computes */
@@ -613,6 +714,7 @@ static void corr_task(void *ctx, int64_t b, int64_t e, int worker) {
                     for (int v = 0; v < q->V; v += 2) _mm_prefetch((const char *)(t.x + q->off[j] + 8 * (q->V + v)), _MM_HINT_T1);
             }
             cg_avx2_bcast_tile(R, M, V, &t);
+            }
             if (++rb < nrb) continue;
             rb = 0;
             if (++seg < nseg) continue;
@@ -649,7 +751,9 @@ static void run_corr(const plan *p, float *y, const float *in, const float *bias
         for (int i = 0; i < p->ncorr; i++) {
             const corr *q = &p->c[i];
             J.first[i] = total;
-            total += g * q->O[0] * ceil_div(q->O[1], q->M) * ceil_div(ceil_div(q->O[2], 8), q->V) * nrb;
+            int64_t nmb, nseg;
+            corr_blocks(p, q, &nmb, &nseg);
+            total += g * q->O[0] * nmb * nseg * nrb;
         }
         J.first[p->ncorr] = total;
         cg_parallel_for(total, 1, corr_task, &J);
@@ -685,132 +789,12 @@ void cg_avx2_conv_fwd(float *y, const float *x, const float *w, const float *bia
     plan_free(&p);
 }
 
-/* Backward-data into an input with few channels (the 1-channel shower of the first conv,
- * a transposed conv down to 1 channel): the correlation would have Ci output rows, a tile
- * shape limited by loads. Instead dcol = Wᵀ·dy, a product with Ci·k³ rows (avx2_gemm.c),
- * then every dx row gathers its taps' columns of dcol: per w-phase of the row, contiguous
- * vector adds, in a fixed order (deterministic), then the phases interleaved. */
-typedef struct {
-    const cg_conv_desc *c;
-    float *dx;
-    const float *dcol;  /* (N, Ci·k³, P) */
-    int64_t P;          /* dy voxels per channel */
-    const int32_t *dtab, *htab; /* (ID, kD), (IH, kH): the output plane / row a tap meets, or -1 */
-    const int32_t *wtab; /* (kW, 4): phase r, shift cc, first and end m of each w-tap */
-    float *tmp;         /* per worker: stride_w rows of mlen (>= the phase length + 8) */
-    int64_t mlen;
-    int32_t mr[8];      /* length of each w-phase of a dx row */
-} col2im_job;
-
-static void col2im_task(void *ctx, int64_t b, int64_t e, int worker) {
-    const col2im_job *J = ctx;
-    const cg_conv_desc *c = J->c;
-    const int kD = c->k[0], kH = c->k[1], kW = c->k[2], k3 = kD * kH * kW;
-    const int ID = c->in[0], IH = c->in[1], IW = c->in[2], OH = c->out[1], OW = c->out[2];
-    const int sw = c->stride[2];
-    float *tmp = J->tmp + (int64_t)worker * sw * J->mlen;
-    for (int64_t it = b; it < e; it++) {
-        const int ih = (int)(it % IH), id = (int)(it / IH % ID);
-        const int64_t nci = it / ((int64_t)IH * ID); /* n·Ci + ci */
-        memset(tmp, 0, (size_t)(sw * J->mlen) * sizeof(float));
-        for (int kd = 0; kd < kD; kd++) {
-            const int od = J->dtab[id * kD + kd];
-            if (od < 0) continue;
-            for (int kh = 0; kh < kH; kh++) {
-                const int oh = J->htab[ih * kH + kh];
-                if (oh < 0) continue;
-                const float *row = J->dcol + (nci * k3 + (kd * kH + kh) * kW) * J->P + ((int64_t)od * OH + oh) * OW;
-                for (int kw = 0; kw < kW; kw++, row += J->P) {
-                    /* dx[sw·m + r] takes dcol[.., m + cc] */
-                    const int32_t *wt = J->wtab + 4 * kw;
-                    float *t = tmp + (int64_t)wt[0] * J->mlen;
-                    const float *src = row + wt[1];
-                    int m = wt[2];
-                    /* whole vectors; past the end only where the extra lanes fall in tmp's
-                     * slack (wt[3] is the phase's length), not on other outputs */
-                    const int mend = wt[3] == (int)J->mr[wt[0]] ? wt[3] + 7 : wt[3];
-                    for (; m + 8 <= mend; m += 8)
-                        _mm256_storeu_ps(t + m, _mm256_add_ps(_mm256_loadu_ps(t + m), _mm256_loadu_ps(src + m)));
-                    if (m < wt[3]) {
-                        __m256i mk = cg_avx2_mask(wt[3] - m);
-                        _mm256_maskstore_ps(t + m, mk, _mm256_add_ps(_mm256_maskload_ps(t + m, mk), _mm256_maskload_ps(src + m, mk)));
-                    }
-                }
-            }
-        }
-        float *out = J->dx + it * IW;
-        if (sw == 1) {
-            memcpy(out, tmp, (size_t)IW * sizeof(float));
-        } else if (sw == 2) { /* interleave the two phases */
-            const float *t0 = tmp, *t1 = tmp + J->mlen;
-            int m = 0;
-            for (; 2 * m + 16 <= IW; m += 8) {
-                __m256 a = _mm256_loadu_ps(t0 + m), bb = _mm256_loadu_ps(t1 + m);
-                __m256 lo = _mm256_unpacklo_ps(a, bb), hi = _mm256_unpackhi_ps(a, bb);
-                _mm256_storeu_ps(out + 2 * m, _mm256_permute2f128_ps(lo, hi, 0x20));
-                _mm256_storeu_ps(out + 2 * m + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
-            }
-            for (int iw = 2 * m; iw < IW; iw++) out[iw] = tmp[(iw & 1) * J->mlen + iw / 2];
-        } else {
-            for (int iw = 0; iw < IW; iw++) out[iw] = tmp[(int64_t)(iw % sw) * J->mlen + iw / sw];
-        }
-    }
-}
-
-/* The output position a tap k of input position i meets along an axis, or -1. */
-static int32_t meets(int i, int k, int s, int pad, int O) {
-    int t = i + pad - k;
-    return t < 0 || t % s || t / s >= O ? -1 : t / s;
-}
-
-/* Whether backward-data takes the product-and-gather path: few input channels, a kernel
- * with enough taps to fill product tiles, and dcol of reasonable size. */
-static int use_col2im(const cg_conv_desc *c) {
-    const int64_t k3 = (int64_t)c->k[0] * c->k[1] * c->k[2], P = (int64_t)c->out[0] * c->out[1] * c->out[2];
-    return c->Ci < 4 && k3 >= 8 && c->N * c->Ci * k3 * P <= ((int64_t)64 << 20) && c->in[2] <= 4096;
-}
-
-static void bwd_data_col2im(float *dx, const float *dy, const float *w, const cg_conv_desc *c) {
-    const int64_t k3 = (int64_t)c->k[0] * c->k[1] * c->k[2], P = (int64_t)c->out[0] * c->out[1] * c->out[2];
-    const int64_t M = c->Ci * k3;
-    float *dcol = cg_avx2_scratch_get((size_t)(c->N * M * P + 8) * sizeof(float)); /* + over-read */
-    /* dcol[n] (Ci·k³ × P) = wᵀ (w is Co × Ci·k³) · dy[n] (Co × P) */
-    cg_avx2_gemm(1, 0, M, P, c->Co, 1.0f, w, M, 0, dy, P, c->Co * P, 0.0f, dcol, P, M * P, c->N);
-    col2im_job J = {.c = c, .dx = dx, .dcol = dcol, .P = P, .mlen = (c->in[2] + c->stride[2] - 1) / c->stride[2] + 8};
-    for (int r = 0; r < c->stride[2] && r < 8; r++) J.mr[r] = (c->in[2] - r + c->stride[2] - 1) / c->stride[2];
-    int32_t *dtab = cg_xmalloc((size_t)(c->in[0] * c->k[0] + c->in[1] * c->k[1] + 4 * c->k[2]) * sizeof(int32_t));
-    int32_t *htab = dtab + c->in[0] * c->k[0], *wtab = htab + c->in[1] * c->k[1];
-    for (int i = 0; i < c->in[0]; i++)
-        for (int k = 0; k < c->k[0]; k++) dtab[i * c->k[0] + k] = meets(i, k, c->stride[0], c->pad[0], c->out[0]);
-    for (int i = 0; i < c->in[1]; i++)
-        for (int k = 0; k < c->k[1]; k++) htab[i * c->k[1] + k] = meets(i, k, c->stride[1], c->pad[1], c->out[1]);
-    for (int kw = 0; kw < c->k[2]; kw++) {
-        const int sw = c->stride[2], pw = c->pad[2];
-        int r = ((kw - pw) % sw + sw) % sw, cc = (r + pw - kw) / sw, mr = (c->in[2] - r + sw - 1) / sw;
-        wtab[4 * kw] = r;
-        wtab[4 * kw + 1] = cc;
-        wtab[4 * kw + 2] = cc < 0 ? -cc : 0;
-        wtab[4 * kw + 3] = c->out[2] - cc < mr ? c->out[2] - cc : mr;
-    }
-    J.dtab = dtab;
-    J.htab = htab;
-    J.wtab = wtab;
-    J.tmp = cg_avx2_scratch_get((size_t)(cg_threads_get() * c->stride[2] * J.mlen) * sizeof(float));
-    cg_parallel_for(c->N * c->Ci * c->in[0] * c->in[1], 8, col2im_task, &J);
-    cg_avx2_scratch_put(J.tmp);
-    free(dtab);
-    cg_avx2_scratch_put(dcol);
-}
-
 void cg_avx2_conv_bwd_data(float *dx, const float *dy, const float *w, const cg_conv_desc *c) {
     if (unplanned(c, 3)) {
         cg_ref_conv_bwd_data(dx, dy, w, c);
         return;
     }
-    if (use_col2im(c)) {
-        bwd_data_col2im(dx, dy, w, c);
-        return;
-    }
+    if (cg_avx2_thin_bwd_data(dx, dy, w, c)) return; /* few input channels: avx2_conv_thin.c */
     plan p;
     plan_bwd_data(&p, c);
     choose_tiles(&p);
