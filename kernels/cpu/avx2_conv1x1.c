@@ -1,0 +1,206 @@
+/*
+ * kernels/cpu/avx2_conv1x1.c — kernel-size-1 convolutions (k 1, stride 1, no padding) as
+ * packed GEMMs with AVX2+FMA, on the microkernel of avx2_packed.h. Semantics: those of the
+ * reference kernels (kernels/cpu/conv3d.c), which tests/test_backend_ops.c holds them to;
+ * avx2_conv3d.c hands these shapes here when cg_avx2_conv1x1_takes() says so.
+ *
+ * Per sample n, with P voxels:
+ *   forward        Y_n (Co × P) = W (Co × Ci) · X_n (Ci × P) + bias
+ *   backward-data  dX_n (Ci × P) = Wᵀ (Ci × Co) · dY_n (Co × P)
+ *   backward-weight dW (Co × Ci) = Σ_n dY_n · X_nᵀ      (k-depth: all N·P voxels)
+ *
+ * Forward and backward-data are one routine: a work item is one sample × a block of NC
+ * voxels; its X block (K × NC) is packed into panels of 24 columns in a per-thread buffer
+ * (L2), then row blocks of 4 output channels sweep it, each tile reading W in place by
+ * broadcasts (W, at most a few hundred KB, stays in L2) and one panel (L1) by aligned
+ * loads. Packing turns 128 short strided row reads per tile into one sequential stream.
+ * Outputs far larger than the caches are written with streaming stores.
+ *
+ * Backward-weight: the voxels are cut into chunks of KC per sample, in order. For each
+ * chunk the pool takes (16-channel panel of X, group of output row blocks) items: the
+ * item transposes its X panel (16 rows × KC voxels, 8×8 register transposes) into a
+ * panel contiguous along the voxel, then 6×16 tiles broadcast dY in place; each tile's
+ * fp32 chunk sum is added to a double accumulator. Chunk boundaries depend on the sizes
+ * alone and chunks are added in order, so results do not depend on the thread count.
+ *
+ * Limits: shapes with few channels (the 2→128 first post-processor layer) keep the
+ * generic path of avx2_conv3d.c, whose tiles suit them better (cg_avx2_conv1x1_takes).
+ */
+#include <string.h>
+
+#include "core/error.h"
+#include "core/threads.h"
+#include "kernels/cpu/avx2.h"
+#include "kernels/cpu/avx2_packed.h"
+#include "kernels/cpu/avx2_util.h"
+
+#define FW_MR 4
+#define FW_NV 3
+#define FW_NR (8 * FW_NV)
+#define FW_NC (10 * FW_NR)             /* voxels per forward work item */
+#define BW_MR 6
+#define BW_NV 2
+#define BW_NR (8 * BW_NV)
+#define BW_KC 512                      /* voxels per backward-weight chunk */
+#define MIN_CH 16                      /* fewer channels in or out: the generic path */
+#define STREAM_BYTES ((int64_t)48 << 20) /* outputs larger than this bypass the caches */
+
+static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+int cg_avx2_conv1x1_takes(const cg_conv_desc *c, int pass) {
+    for (int d = 0; d < 3; d++)
+        if (c->k[d] != 1 || c->stride[d] != 1 || c->pad[d] != 0 || c->in[d] != c->out[d] || c->in[d] <= 0) return 0;
+    if (c->N <= 0 || c->Ci <= 0 || c->Co <= 0) return 0;
+    (void)pass; /* the same shapes for every pass, for now */
+    return c->Ci >= MIN_CH && c->Co >= MIN_CH;
+}
+
+/* ------------------------------------------- forward and backward-data ---- */
+
+typedef struct {
+    float *y;              /* (N, M, P) */
+    const float *x;        /* (N, K, P) */
+    const float *a;        /* row r, k-step k at a[r·ars + k·aks] */
+    int64_t ars, aks;
+    const float *bias;     /* (M) or NULL */
+    int64_t M, K, P, nblk;
+    float *pack;           /* per worker: K × FW_NC */
+    int stream;
+} fw_job;
+
+static void fw_task(void *ctx, int64_t b, int64_t e, int worker) {
+    const fw_job *J = ctx;
+    float *bp = J->pack + (int64_t)worker * J->K * FW_NC;
+    const int64_t nrb = ceil_div(J->M, FW_MR);
+    for (int64_t it = b; it < e; it++) {
+        const int64_t n = it / J->nblk, p0 = it % J->nblk * FW_NC;
+        const int nc = (int)(J->P - p0 < FW_NC ? J->P - p0 : FW_NC), npan = (int)ceil_div(nc, FW_NR);
+        cg_pk_pack_cols(FW_NV, bp, J->x + n * J->K * J->P + p0, J->P, J->K, nc);
+        for (int64_t rb = 0; rb < nrb; rb++) {
+            const int R = (int)(J->M - rb * FW_MR < FW_MR ? J->M - rb * FW_MR : FW_MR);
+            float *y = J->y + (n * J->M + rb * FW_MR) * J->P + p0;
+            for (int j = 0; j < npan; j++) {
+                __m256 acc[FW_MR * FW_NV];
+                cg_pk_kernel(FW_MR, FW_NV, R, J->K, J->a + rb * FW_MR * J->ars, J->ars, J->aks,
+                             bp + (int64_t)j * J->K * FW_NR, acc);
+                cg_pk_store(FW_MR, FW_NV, acc, y + j * FW_NR, J->P, R,
+                            nc - j * FW_NR < FW_NR ? nc - j * FW_NR : FW_NR, J->bias ? J->bias + rb * FW_MR : NULL,
+                            J->stream);
+            }
+        }
+    }
+    if (J->stream) _mm_sfence();
+}
+
+static void gemm_fw(float *y, const float *x, const float *a, int64_t ars, int64_t aks, const float *bias, int64_t N,
+                    int64_t M, int64_t K, int64_t P) {
+    const int nt = cg_threads_get();
+    float *pack = cg_avx2_scratch_get((size_t)(nt * K * FW_NC) * sizeof(float));
+    fw_job J = {.y = y, .x = x, .a = a, .ars = ars, .aks = aks, .bias = bias, .M = M, .K = K, .P = P,
+                .nblk = ceil_div(P, FW_NC), .pack = pack,
+                .stream = N * M * P * (int64_t)sizeof(float) > STREAM_BYTES};
+    cg_parallel_for(N * J.nblk, 1, fw_task, &J);
+    cg_avx2_scratch_put(pack);
+}
+
+void cg_avx2_conv1x1_fwd(float *y, const float *x, const float *w, const float *bias, const cg_conv_desc *c) {
+    const int64_t P = (int64_t)c->in[0] * c->in[1] * c->in[2];
+    gemm_fw(y, x, w, c->Ci, 1, bias, c->N, c->Co, c->Ci, P);
+}
+
+void cg_avx2_conv1x1_bwd_data(float *dx, const float *dy, const float *w, const cg_conv_desc *c) {
+    const int64_t P = (int64_t)c->in[0] * c->in[1] * c->in[2];
+    gemm_fw(dx, dy, w, 1, c->Ci, NULL, c->N, c->Ci, c->Co, P);
+}
+
+/* ----------------------------------------------------- backward-weight ---- */
+
+typedef struct {
+    const float *x, *dy;   /* (N, Ci, P), (N, Co, P) */
+    int64_t Ci, Co, P;
+    int64_t n, p0;         /* the chunk: sample, first voxel */
+    int kc;                /* voxels in the chunk */
+    int64_t ngrp, rb_per_grp;
+    float *pack;           /* per worker: BW_KC × BW_NR */
+    double *acc;           /* (Co, Ci) */
+} bw_job;
+
+/* dst[k·16 + c] = x[c·ldx + k] for c < nrow (zeros for c >= nrow), k < kc: two 8×8
+ * register transposes per 8 voxels. */
+static void pack_transposed(float *dst, const float *x, int64_t ldx, int nrow, int kc) {
+    for (int h = 0; h < 2; h++) {
+        const float *rows[8];
+        static const float zero[8] = {0};
+        for (int c = 0; c < 8; c++) rows[c] = h * 8 + c < nrow ? x + (h * 8 + c) * ldx : NULL;
+        for (int k = 0; k < kc; k += 8) {
+            const int n = kc - k < 8 ? kc - k : 8;
+            const __m256i mk = cg_avx2_mask(n);
+            __m256 r[8];
+            for (int c = 0; c < 8; c++)
+                r[c] = !rows[c] ? _mm256_loadu_ps(zero)
+                     : n == 8   ? _mm256_loadu_ps(rows[c] + k)
+                                : _mm256_maskload_ps(rows[c] + k, mk);
+            __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+            __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+            __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+            __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+            __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+            __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+            __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+            __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+            /* column q of the 8×8 block (voxel k+q, channels h·8 .. h·8+8) */
+            __m256 col[8] = {
+                _mm256_permute2f128_ps(u0, u4, 0x20), _mm256_permute2f128_ps(u1, u5, 0x20),
+                _mm256_permute2f128_ps(u2, u6, 0x20), _mm256_permute2f128_ps(u3, u7, 0x20),
+                _mm256_permute2f128_ps(u0, u4, 0x31), _mm256_permute2f128_ps(u1, u5, 0x31),
+                _mm256_permute2f128_ps(u2, u6, 0x31), _mm256_permute2f128_ps(u3, u7, 0x31),
+            };
+            for (int q = 0; q < n; q++) _mm256_store_ps(dst + (int64_t)(k + q) * BW_NR + h * 8, col[q]);
+        }
+    }
+}
+
+static void bw_task(void *ctx, int64_t b, int64_t e, int worker) {
+    const bw_job *J = ctx;
+    float *bp = J->pack + (int64_t)worker * BW_KC * BW_NR;
+    const int64_t nrb = ceil_div(J->Co, BW_MR);
+    for (int64_t it = b; it < e; it++) {
+        const int64_t cb = it / J->ngrp, g = it % J->ngrp;
+        const int C = (int)(J->Ci - cb * BW_NR < BW_NR ? J->Ci - cb * BW_NR : BW_NR);
+        pack_transposed(bp, J->x + (J->n * J->Ci + cb * BW_NR) * J->P + J->p0, J->P, C, J->kc);
+        const int64_t rb1 = (g + 1) * J->rb_per_grp < nrb ? (g + 1) * J->rb_per_grp : nrb;
+        for (int64_t rb = g * J->rb_per_grp; rb < rb1; rb++) {
+            const int R = (int)(J->Co - rb * BW_MR < BW_MR ? J->Co - rb * BW_MR : BW_MR);
+            __m256 acc[BW_MR * BW_NV];
+            cg_pk_kernel(BW_MR, BW_NV, R, J->kc, J->dy + (J->n * J->Co + rb * BW_MR) * J->P + J->p0, J->P, 1, bp, acc);
+            float s[BW_MR][BW_NR];
+            for (int r = 0; r < BW_MR; r++)
+                for (int v = 0; v < BW_NV; v++) _mm256_storeu_ps(&s[r][8 * v], acc[r * BW_NV + v]);
+            for (int r = 0; r < R; r++) {
+                double *o = J->acc + (rb * BW_MR + r) * J->Ci + cb * BW_NR;
+                for (int c = 0; c < C; c++) o[c] += s[r][c];
+            }
+        }
+    }
+}
+
+void cg_avx2_conv1x1_bwd_weight(float *dw, const float *x, const float *dy, const cg_conv_desc *c) {
+    const int64_t P = (int64_t)c->in[0] * c->in[1] * c->in[2];
+    const int nt = cg_threads_get();
+    const int64_t nrb = ceil_div(c->Co, BW_MR), ncb = ceil_div(c->Ci, BW_NR);
+    /* enough items per chunk for the pool: split the row blocks when the panels are few */
+    int64_t ngrp = ceil_div(2 * nt, ncb);
+    ngrp = ngrp < 1 ? 1 : ngrp > nrb ? nrb : ngrp;
+    float *pack = cg_avx2_scratch_get((size_t)(nt * BW_KC * BW_NR) * sizeof(float));
+    double *acc = cg_xcalloc((size_t)(c->Co * c->Ci), sizeof(double));
+    bw_job J = {.x = x, .dy = dy, .Ci = c->Ci, .Co = c->Co, .P = P, .ngrp = ngrp, .rb_per_grp = ceil_div(nrb, ngrp),
+                .pack = pack, .acc = acc};
+    for (J.n = 0; J.n < c->N; J.n++)
+        for (J.p0 = 0; J.p0 < P; J.p0 += BW_KC) {
+            J.kc = (int)(P - J.p0 < BW_KC ? P - J.p0 : BW_KC);
+            cg_parallel_for(ncb * ngrp, 1, bw_task, &J);
+        }
+    for (int64_t i = 0; i < (int64_t)c->Co * c->Ci; i++) dw[i] = (float)acc[i];
+    free(acc);
+    cg_avx2_scratch_put(pack);
+}
