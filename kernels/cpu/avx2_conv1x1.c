@@ -26,6 +26,7 @@
  * Limits: shapes with few channels (the 2→128 first post-processor layer) keep the
  * generic path of avx2_conv3d.c, whose tiles suit them better (cg_avx2_conv1x1_takes).
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
@@ -43,11 +44,17 @@
 #define BW_NR (8 * BW_NV)
 #define BW_KC 512                      /* voxels per backward-weight chunk */
 #define MIN_CH 16                      /* fewer channels in or out: the generic path */
+#ifndef PF_HINT
+#define PF_HINT _MM_HINT_T0
+#endif
+#ifndef STREAM_BYTES
 #define STREAM_BYTES ((int64_t)48 << 20) /* outputs larger than this bypass the caches */
+#endif
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 int cg_avx2_conv1x1_takes(const cg_conv_desc *c, int pass) {
+    if (getenv("CG_DEV_NO1X1")) return 0; /* DEVONLY */
     for (int d = 0; d < 3; d++)
         if (c->k[d] != 1 || c->stride[d] != 1 || c->pad[d] != 0 || c->in[d] != c->out[d] || c->in[d] <= 0) return 0;
     if (c->N <= 0 || c->Ci <= 0 || c->Co <= 0) return 0;
@@ -60,8 +67,7 @@ int cg_avx2_conv1x1_takes(const cg_conv_desc *c, int pass) {
 typedef struct {
     float *y;              /* (N, M, P) */
     const float *x;        /* (N, K, P) */
-    const float *a;        /* row r, k-step k at a[r·ars + k·aks] */
-    int64_t ars, aks;
+    const float *a;        /* packed: row block rb, k-step k, row r at a[(rb·K + k)·MR + r] */
     const float *bias;     /* (M) or NULL */
     int64_t M, K, P, nblk;
     float *pack;           /* per worker: K × FW_NC */
@@ -76,13 +82,26 @@ static void fw_task(void *ctx, int64_t b, int64_t e, int worker) {
         const int64_t n = it / J->nblk, p0 = it % J->nblk * FW_NC;
         const int nc = (int)(J->P - p0 < FW_NC ? J->P - p0 : FW_NC), npan = (int)ceil_div(nc, FW_NR);
         cg_pk_pack_cols(FW_NV, bp, J->x + n * J->K * J->P + p0, J->P, J->K, nc);
+        /* the next item's block, a few lines per tile: K short rows are too many streams
+         * for the hardware prefetcher, and a burst of prefetches would stall on the miss
+         * buffers */
+        const float *nx = NULL;
+        int64_t lpr = 0, nlines = 0, ntiles = nrb * npan, line = 0;
+        if (it + 1 < e) {
+            const int64_t n2 = (it + 1) / J->nblk, q0 = (it + 1) % J->nblk * FW_NC;
+            nx = J->x + n2 * J->K * J->P + q0;
+            lpr = ceil_div(J->P - q0 < FW_NC ? J->P - q0 : FW_NC, 16);
+            nlines = J->K * lpr;
+        }
         for (int64_t rb = 0; rb < nrb; rb++) {
             const int R = (int)(J->M - rb * FW_MR < FW_MR ? J->M - rb * FW_MR : FW_MR);
             float *y = J->y + (n * J->M + rb * FW_MR) * J->P + p0;
             for (int j = 0; j < npan; j++) {
+                for (const int64_t l1 = nlines * (rb * npan + j + 1) / ntiles; line < l1; line++)
+                    _mm_prefetch((const char *)(nx + line / lpr * J->P + line % lpr * 16), PF_HINT);
                 __m256 acc[FW_MR * FW_NV];
-                cg_pk_kernel(FW_MR, FW_NV, R, J->K, J->a + rb * FW_MR * J->ars, J->ars, J->aks,
-                             bp + (int64_t)j * J->K * FW_NR, acc);
+                cg_pk_kernel(FW_MR, FW_NV, FW_MR, J->K, J->a + rb * FW_MR * J->K, 1, FW_MR, bp + (int64_t)j * J->K * FW_NR,
+                             acc);
                 cg_pk_store(FW_MR, FW_NV, acc, y + j * FW_NR, J->P, R,
                             nc - j * FW_NR < FW_NR ? nc - j * FW_NR : FW_NR, J->bias ? J->bias + rb * FW_MR : NULL,
                             J->stream);
@@ -95,12 +114,23 @@ static void fw_task(void *ctx, int64_t b, int64_t e, int worker) {
 static void gemm_fw(float *y, const float *x, const float *a, int64_t ars, int64_t aks, const float *bias, int64_t N,
                     int64_t M, int64_t K, int64_t P) {
     const int nt = cg_threads_get();
+    const int64_t nrb = ceil_div(M, FW_MR);
+    /* a packed by row blocks, k-step-major (ap[(rb·K + k)·MR + r]): one forward stream per
+     * tile, whichever way a lies (Wᵀ's rows are columns of W); rows past M are zeros */
+    float *ap = cg_avx2_scratch_get((size_t)(nrb * FW_MR * K) * sizeof(float));
+    for (int64_t rb = 0; rb < nrb; rb++)
+        for (int64_t k = 0; k < K; k++)
+            for (int r = 0; r < FW_MR; r++) {
+                const int64_t i = rb * FW_MR + r;
+                ap[(rb * K + k) * FW_MR + r] = i < M ? a[i * ars + k * aks] : 0.0f;
+            }
     float *pack = cg_avx2_scratch_get((size_t)(nt * K * FW_NC) * sizeof(float));
-    fw_job J = {.y = y, .x = x, .a = a, .ars = ars, .aks = aks, .bias = bias, .M = M, .K = K, .P = P,
+    fw_job J = {.y = y, .x = x, .a = ap, .bias = bias, .M = M, .K = K, .P = P,
                 .nblk = ceil_div(P, FW_NC), .pack = pack,
                 .stream = N * M * P * (int64_t)sizeof(float) > STREAM_BYTES};
     cg_parallel_for(N * J.nblk, 1, fw_task, &J);
     cg_avx2_scratch_put(pack);
+    cg_avx2_scratch_put(ap);
 }
 
 void cg_avx2_conv1x1_fwd(float *y, const float *x, const float *w, const float *bias, const cg_conv_desc *c) {
