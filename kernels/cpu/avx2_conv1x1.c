@@ -42,7 +42,12 @@
 #define BW_MR 6
 #define BW_NV 2
 #define BW_NR (8 * BW_NV)
+#ifndef BW_KC
 #define BW_KC 512                      /* voxels per backward-weight chunk */
+#endif
+#ifndef BW_GROUP_BYTES
+#define BW_GROUP_BYTES ((int64_t)4 << 20) /* dY and X of the chunks of one pool call */
+#endif
 #define MIN_CH 16                      /* fewer channels in or out: the generic path */
 #ifndef PF_HINT
 #define PF_HINT _MM_HINT_T0
@@ -64,6 +69,31 @@ int cg_avx2_conv1x1_takes(const cg_conv_desc *c, int pass) {
 
 /* ------------------------------------------- forward and backward-data ---- */
 
+/* Software prefetch of a block of rows (rows × lpr lines, ld apart), spread over the
+ * tiles of the current block a few lines at a time: K short rows are too many streams for
+ * the hardware prefetcher, and a burst of prefetches would stall on the miss buffers. */
+typedef struct {
+    const float *p;        /* next line to fetch */
+    int64_t ld, lpr, col, left; /* row stride, lines per row, line within the row, lines left */
+} pf_cursor;
+
+static pf_cursor pf_start(const float *base, int64_t ld, int64_t rows, int64_t cols) {
+    pf_cursor c = {base, ld, ceil_div(cols, 16), 0, 0};
+    c.left = base ? rows * c.lpr : 0;
+    return c;
+}
+
+static inline void pf_step(pf_cursor *c, int64_t n) {
+    for (; n > 0 && c->left > 0; n--, c->left--) {
+        _mm_prefetch((const char *)(c->p + 16 * c->col), PF_HINT);
+        if (++c->col == c->lpr) {
+            c->col = 0;
+            c->p += c->ld;
+        }
+    }
+}
+
+
 typedef struct {
     float *y;              /* (N, M, P) */
     const float *x;        /* (N, K, P) */
@@ -82,23 +112,18 @@ static void fw_task(void *ctx, int64_t b, int64_t e, int worker) {
         const int64_t n = it / J->nblk, p0 = it % J->nblk * FW_NC;
         const int nc = (int)(J->P - p0 < FW_NC ? J->P - p0 : FW_NC), npan = (int)ceil_div(nc, FW_NR);
         cg_pk_pack_cols(FW_NV, bp, J->x + n * J->K * J->P + p0, J->P, J->K, nc);
-        /* the next item's block, a few lines per tile: K short rows are too many streams
-         * for the hardware prefetcher, and a burst of prefetches would stall on the miss
-         * buffers */
-        const float *nx = NULL;
-        int64_t lpr = 0, nlines = 0, ntiles = nrb * npan, line = 0;
+        /* the next item's block */
+        pf_cursor pf = pf_start(NULL, 0, 0, 0);
         if (it + 1 < e) {
             const int64_t n2 = (it + 1) / J->nblk, q0 = (it + 1) % J->nblk * FW_NC;
-            nx = J->x + n2 * J->K * J->P + q0;
-            lpr = ceil_div(J->P - q0 < FW_NC ? J->P - q0 : FW_NC, 16);
-            nlines = J->K * lpr;
+            pf = pf_start(J->x + n2 * J->K * J->P + q0, J->P, J->K, J->P - q0 < FW_NC ? J->P - q0 : FW_NC);
         }
+        const int64_t per_tile = ceil_div(pf.left, nrb * npan);
         for (int64_t rb = 0; rb < nrb; rb++) {
             const int R = (int)(J->M - rb * FW_MR < FW_MR ? J->M - rb * FW_MR : FW_MR);
             float *y = J->y + (n * J->M + rb * FW_MR) * J->P + p0;
             for (int j = 0; j < npan; j++) {
-                for (const int64_t l1 = nlines * (rb * npan + j + 1) / ntiles; line < l1; line++)
-                    _mm_prefetch((const char *)(nx + line / lpr * J->P + line % lpr * 16), PF_HINT);
+                pf_step(&pf, per_tile);
                 __m256 acc[FW_MR * FW_NV];
                 cg_pk_kernel(FW_MR, FW_NV, FW_MR, J->K, J->a + rb * FW_MR * J->K, 1, FW_MR, bp + (int64_t)j * J->K * FW_NR,
                              acc);
@@ -147,9 +172,8 @@ void cg_avx2_conv1x1_bwd_data(float *dx, const float *dy, const float *w, const 
 
 typedef struct {
     const float *x, *dy;   /* (N, Ci, P), (N, Co, P) */
-    int64_t Ci, Co, P;
-    int64_t n, p0;         /* the chunk: sample, first voxel */
-    int kc;                /* voxels in the chunk */
+    int64_t Ci, Co, P, nchunk; /* nchunk: chunks per sample */
+    int64_t c0, c1;        /* the chunks of this pool call: chunk c is sample c / nchunk */
     int64_t ngrp, rb_per_grp;
     float *pack;           /* per worker: BW_KC × BW_NR */
     double *acc;           /* (Co, Ci) */
@@ -197,18 +221,40 @@ static void bw_task(void *ctx, int64_t b, int64_t e, int worker) {
     for (int64_t it = b; it < e; it++) {
         const int64_t cb = it / J->ngrp, g = it % J->ngrp;
         const int C = (int)(J->Ci - cb * BW_NR < BW_NR ? J->Ci - cb * BW_NR : BW_NR);
-        pack_transposed(bp, J->x + (J->n * J->Ci + cb * BW_NR) * J->P + J->p0, J->P, C, J->kc);
-        const int64_t rb1 = (g + 1) * J->rb_per_grp < nrb ? (g + 1) * J->rb_per_grp : nrb;
-        for (int64_t rb = g * J->rb_per_grp; rb < rb1; rb++) {
-            const int R = (int)(J->Co - rb * BW_MR < BW_MR ? J->Co - rb * BW_MR : BW_MR);
-            __m256 acc[BW_MR * BW_NV];
-            cg_pk_kernel(BW_MR, BW_NV, R, J->kc, J->dy + (J->n * J->Co + rb * BW_MR) * J->P + J->p0, J->P, 1, bp, acc);
-            float s[BW_MR][BW_NR];
-            for (int r = 0; r < BW_MR; r++)
-                for (int v = 0; v < BW_NV; v++) _mm256_storeu_ps(&s[r][8 * v], acc[r * BW_NV + v]);
-            for (int r = 0; r < R; r++) {
-                double *o = J->acc + (rb * BW_MR + r) * J->Ci + cb * BW_NR;
-                for (int c = 0; c < C; c++) o[c] += s[r][c];
+        const int64_t rb0 = g * J->rb_per_grp, rb1 = rb0 + J->rb_per_grp < nrb ? rb0 + J->rb_per_grp : nrb;
+        for (int64_t ch = J->c0; ch < J->c1; ch++) {
+            const int64_t n = ch / J->nchunk, p0 = ch % J->nchunk * BW_KC;
+            const int kc = (int)(J->P - p0 < BW_KC ? J->P - p0 : BW_KC);
+            pack_transposed(bp, J->x + (n * J->Ci + cb * BW_NR) * J->P + p0, J->P, C, kc);
+            /* the next chunk's X panel */
+            pf_cursor pf = pf_start(NULL, 0, 0, 0);
+            if (ch + 1 < J->c1) {
+                const int64_t q0 = (ch + 1) % J->nchunk * BW_KC;
+                pf = pf_start(J->x + ((ch + 1) / J->nchunk * J->Ci + cb * BW_NR) * J->P + q0, J->P, C,
+                              J->P - q0 < BW_KC ? J->P - q0 : BW_KC);
+            }
+            const int64_t per_tile = ceil_div(pf.left, rb1 - rb0 > 0 ? rb1 - rb0 : 1);
+            for (int64_t rb = rb0; rb < rb1; rb++) {
+                pf_step(&pf, per_tile);
+                const int R = (int)(J->Co - rb * BW_MR < BW_MR ? J->Co - rb * BW_MR : BW_MR);
+                __m256 acc[BW_MR * BW_NV];
+                cg_pk_kernel(BW_MR, BW_NV, R, kc, J->dy + (n * J->Co + rb * BW_MR) * J->P + p0, J->P, 1, bp, acc);
+                /* out of the registers with constant indices (a variable index would keep the
+                 * accumulators in memory through the k loop), then into the double sums */
+                float s[BW_MR][BW_NR];
+#pragma GCC unroll 6
+                for (int r = 0; r < BW_MR; r++)
+#pragma GCC unroll 2
+                    for (int v = 0; v < BW_NV; v++) _mm256_storeu_ps(&s[r][8 * v], acc[r * BW_NV + v]);
+                for (int r = 0; r < R; r++) {
+                    double *o = J->acc + (rb * BW_MR + r) * J->Ci + cb * BW_NR;
+                    if (C == BW_NR) {
+                        for (int c = 0; c < BW_NR; c += 4)
+                            _mm256_storeu_pd(o + c, _mm256_add_pd(_mm256_loadu_pd(o + c), _mm256_cvtps_pd(_mm_loadu_ps(&s[r][c]))));
+                    } else {
+                        for (int c = 0; c < C; c++) o[c] += s[r][c];
+                    }
+                }
             }
         }
     }
@@ -223,13 +269,18 @@ void cg_avx2_conv1x1_bwd_weight(float *dw, const float *x, const float *dy, cons
     ngrp = ngrp < 1 ? 1 : ngrp > nrb ? nrb : ngrp;
     float *pack = cg_avx2_scratch_get((size_t)(nt * BW_KC * BW_NR) * sizeof(float));
     double *acc = cg_xcalloc((size_t)(c->Co * c->Ci), sizeof(double));
-    bw_job J = {.x = x, .dy = dy, .Ci = c->Ci, .Co = c->Co, .P = P, .ngrp = ngrp, .rb_per_grp = ceil_div(nrb, ngrp),
-                .pack = pack, .acc = acc};
-    for (J.n = 0; J.n < c->N; J.n++)
-        for (J.p0 = 0; J.p0 < P; J.p0 += BW_KC) {
-            J.kc = (int)(P - J.p0 < BW_KC ? P - J.p0 : BW_KC);
-            cg_parallel_for(ncb * ngrp, 1, bw_task, &J);
-        }
+    bw_job J = {.x = x, .dy = dy, .Ci = c->Ci, .Co = c->Co, .P = P, .nchunk = ceil_div(P, BW_KC), .ngrp = ngrp,
+                .rb_per_grp = ceil_div(nrb, ngrp), .pack = pack, .acc = acc};
+    /* Groups of chunks per pool call, about BW_GROUP_BYTES of dY and X: an item runs down
+     * its group's chunks while the group stays in L3; few pool calls, so few waits on a
+     * thread the system has descheduled. */
+    int64_t group = BW_GROUP_BYTES / (4 * (c->Ci + c->Co) * BW_KC);
+    group = group < 1 ? 1 : group;
+    const int64_t nch = c->N * J.nchunk;
+    for (J.c0 = 0; J.c0 < nch; J.c0 = J.c1) {
+        J.c1 = J.c0 + group < nch ? J.c0 + group : nch;
+        cg_parallel_for(ncb * ngrp, 1, bw_task, &J);
+    }
     for (int64_t i = 0; i < (int64_t)c->Co * c->Ci; i++) dw[i] = (float)acc[i];
     free(acc);
     cg_avx2_scratch_put(pack);
