@@ -49,9 +49,6 @@
 #define BW_GROUP_BYTES ((int64_t)4 << 20) /* dY and X of the chunks of one pool call */
 #endif
 #define MIN_CH 16                      /* fewer channels in or out: the generic path */
-#ifndef PF_HINT
-#define PF_HINT _MM_HINT_T0
-#endif
 #ifndef STREAM_BYTES
 #define STREAM_BYTES ((int64_t)48 << 20) /* outputs larger than this bypass the caches */
 #endif
@@ -68,31 +65,6 @@ int cg_avx2_conv1x1_takes(const cg_conv_desc *c, int pass) {
 }
 
 /* ------------------------------------------- forward and backward-data ---- */
-
-/* Software prefetch of a block of rows (rows × lpr lines, ld apart), spread over the
- * tiles of the current block a few lines at a time: K short rows are too many streams for
- * the hardware prefetcher, and a burst of prefetches would stall on the miss buffers. */
-typedef struct {
-    const float *p;        /* next line to fetch */
-    int64_t ld, lpr, col, left; /* row stride, lines per row, line within the row, lines left */
-} pf_cursor;
-
-static pf_cursor pf_start(const float *base, int64_t ld, int64_t rows, int64_t cols) {
-    pf_cursor c = {base, ld, ceil_div(cols, 16), 0, 0};
-    c.left = base ? rows * c.lpr : 0;
-    return c;
-}
-
-static inline void pf_step(pf_cursor *c, int64_t n) {
-    for (; n > 0 && c->left > 0; n--, c->left--) {
-        _mm_prefetch((const char *)(c->p + 16 * c->col), PF_HINT);
-        if (++c->col == c->lpr) {
-            c->col = 0;
-            c->p += c->ld;
-        }
-    }
-}
-
 
 typedef struct {
     float *y;              /* (N, M, P) */
@@ -113,17 +85,17 @@ static void fw_task(void *ctx, int64_t b, int64_t e, int worker) {
         const int nc = (int)(J->P - p0 < FW_NC ? J->P - p0 : FW_NC), npan = (int)ceil_div(nc, FW_NR);
         cg_pk_pack_cols(FW_NV, bp, J->x + n * J->K * J->P + p0, J->P, J->K, nc);
         /* the next item's block */
-        pf_cursor pf = pf_start(NULL, 0, 0, 0);
+        cg_pk_cursor pf = cg_pk_prefetch_start(NULL, 0, 0, 0);
         if (it + 1 < e) {
             const int64_t n2 = (it + 1) / J->nblk, q0 = (it + 1) % J->nblk * FW_NC;
-            pf = pf_start(J->x + n2 * J->K * J->P + q0, J->P, J->K, J->P - q0 < FW_NC ? J->P - q0 : FW_NC);
+            pf = cg_pk_prefetch_start(J->x + n2 * J->K * J->P + q0, J->P, J->K, J->P - q0 < FW_NC ? J->P - q0 : FW_NC);
         }
         const int64_t per_tile = ceil_div(pf.left, nrb * npan);
         for (int64_t rb = 0; rb < nrb; rb++) {
             const int R = (int)(J->M - rb * FW_MR < FW_MR ? J->M - rb * FW_MR : FW_MR);
             float *y = J->y + (n * J->M + rb * FW_MR) * J->P + p0;
             for (int j = 0; j < npan; j++) {
-                pf_step(&pf, per_tile);
+                cg_pk_prefetch_step(&pf, per_tile);
                 __m256 acc[FW_MR * FW_NV];
                 cg_pk_kernel(FW_MR, FW_NV, FW_MR, J->K, J->a + rb * FW_MR * J->K, 1, FW_MR, bp + (int64_t)j * J->K * FW_NR,
                              acc);
@@ -227,15 +199,15 @@ static void bw_task(void *ctx, int64_t b, int64_t e, int worker) {
             const int kc = (int)(J->P - p0 < BW_KC ? J->P - p0 : BW_KC);
             pack_transposed(bp, J->x + (n * J->Ci + cb * BW_NR) * J->P + p0, J->P, C, kc);
             /* the next chunk's X panel */
-            pf_cursor pf = pf_start(NULL, 0, 0, 0);
+            cg_pk_cursor pf = cg_pk_prefetch_start(NULL, 0, 0, 0);
             if (ch + 1 < J->c1) {
                 const int64_t q0 = (ch + 1) % J->nchunk * BW_KC;
-                pf = pf_start(J->x + ((ch + 1) / J->nchunk * J->Ci + cb * BW_NR) * J->P + q0, J->P, C,
+                pf = cg_pk_prefetch_start(J->x + ((ch + 1) / J->nchunk * J->Ci + cb * BW_NR) * J->P + q0, J->P, C,
                               J->P - q0 < BW_KC ? J->P - q0 : BW_KC);
             }
             const int64_t per_tile = ceil_div(pf.left, rb1 - rb0 > 0 ? rb1 - rb0 : 1);
             for (int64_t rb = rb0; rb < rb1; rb++) {
-                pf_step(&pf, per_tile);
+                cg_pk_prefetch_step(&pf, per_tile);
                 const int R = (int)(J->Co - rb * BW_MR < BW_MR ? J->Co - rb * BW_MR : BW_MR);
                 __m256 acc[BW_MR * BW_NV];
                 cg_pk_kernel(BW_MR, BW_NV, R, kc, J->dy + (n * J->Co + rb * BW_MR) * J->P + p0, J->P, 1, bp, acc);

@@ -94,4 +94,28 @@ static inline __attribute__((always_inline)) void cg_pk_pack_cols(int NV, float 
     }
 }
 
+/* Software prefetch of the next block's rows (rows × lpr lines, ld apart), spread over the
+ * tiles of the current block a few lines at a time (cg_pk_prefetch_step per tile): K short rows are too many streams for
+ * the hardware prefetcher, and a burst of prefetches would stall on the miss buffers. */
+typedef struct {
+    const float *p;        /* next line to fetch */
+    int64_t ld, lpr, col, left; /* row stride, lines per row, line within the row, lines left */
+} cg_pk_cursor;
+
+static inline cg_pk_cursor cg_pk_prefetch_start(const float *base, int64_t ld, int64_t rows, int64_t cols) {
+    cg_pk_cursor c = {base, ld, (cols + 15) / 16, 0, 0};
+    c.left = base ? rows * c.lpr : 0;
+    return c;
+}
+
+static inline void cg_pk_prefetch_step(cg_pk_cursor *c, int64_t n) {
+    for (; n > 0 && c->left > 0; n--, c->left--) {
+        _mm_prefetch((const char *)(c->p + 16 * c->col), _MM_HINT_T0);
+        if (++c->col == c->lpr) {
+            c->col = 0;
+            c->p += c->ld;
+        }
+    }
+}
+
 #endif

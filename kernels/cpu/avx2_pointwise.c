@@ -18,15 +18,21 @@
  * once by the next layer.
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
 #include "core/threads.h"
 #include "kernels/cpu/avx2.h"
+#include "kernels/cpu/avx2_packed.h"
 #include "kernels/cpu/avx2_tile.h"
 #include "kernels/cpu/avx2_util.h"
 
-#define VB 192 /* voxels per block: 24 vectors */
+#define VB 192 /* voxels per block: 24 vectors, 8 panels of PK_NR */
+#define PK_MR 4 /* the packed microkernel's tile (avx2_packed.h): 4 channels × 24 voxels */
+#define PK_NV 3
+#define PK_NR (8 * PK_NV)
+#define PK_MIN 16 /* layers with fewer channels in or out keep the broadcast tiles */
 
 typedef struct {
     float *y;
@@ -35,31 +41,37 @@ typedef struct {
     float slope;
     int64_t B, V, nblk;
     int Ci, Co, R, TV;       /* tile: R output channels × TV vectors */
+    int packed;              /* A in panels of PK_NR voxels and the packed microkernel (R = PK_MR) */
     const float *wp;         /* packed weights (ceil(Co/R) blocks of Ci × R) */
-    const int32_t *off;      /* (Ci) row offsets in A */
+    const int32_t *off;      /* (Ci) row offsets in A (broadcast tiles) */
     const float *bsum;       /* (B, Co rounded up to R) bias + per-sample bias */
     float *scratch;          /* per worker: Ci × VB */
     double *stats;           /* (B, nblk, Co, 2): block sum, block M2; NULL when not wanted */
 } pw_job;
 
-/* A[ci][0 .. nv) = act(norm(x[b][ci][v0 ..])), zero past nv. */
+/* A[ci][0 .. nv) = act(norm(x[b][ci][v0 ..])), zero past nv. Rows of VB voxels, or
+ * (packed) panels of PK_NR voxels: voxel v of channel ci at ((v/PK_NR)·Ci + ci)·PK_NR + v%PK_NR. */
 static void load_block(const pw_job *J, float *A, int64_t b, int64_t v0, int nv) {
     const __m256 zero = _mm256_setzero_ps(), slope = _mm256_set1_ps(J->slope);
+    const int pw = J->packed ? PK_NR : VB;
+    const int64_t pstr = J->packed ? (int64_t)J->Ci * PK_NR : 0, cstr = pw;
     for (int ci = 0; ci < J->Ci; ci++) {
         const float *xr = J->x + (b * J->Ci + ci) * J->V + v0;
-        float *ar = A + (int64_t)ci * VB;
+        float *ar = A + ci * cstr;
         __m256 m = zero, r = zero;
         if (J->x_mean) {
             m = _mm256_set1_ps(J->x_mean[b * J->Ci + ci]);
             r = _mm256_set1_ps(J->x_rstd[b * J->Ci + ci]);
         }
-        /* the next block's row, so that 128 short streams do not each wait on memory */
-        if (v0 + 2 * VB <= J->V)
+        /* the next block's row, so that 128 short streams do not each wait on memory (the
+         * packed path spreads these over its tiles instead) */
+        if (!J->packed && v0 + 2 * VB <= J->V)
             for (int v = 0; v < VB; v += 16) _mm_prefetch((const char *)(xr + VB + v), _MM_HINT_T1);
         for (int v = 0; v < VB; v += 8) {
             int n = nv - v;
+            float *dst = ar + v / pw * pstr + v % pw;
             if (n <= 0) {
-                _mm256_storeu_ps(ar + v, zero);
+                _mm256_storeu_ps(dst, zero);
                 continue;
             }
             __m256i mk = cg_avx2_mask(n >= 8 ? 8 : n);
@@ -73,7 +85,7 @@ static void load_block(const pw_job *J, float *A, int64_t b, int64_t v0, int nv)
             }
             if (J->act) t = _mm256_blendv_ps(t, _mm256_mul_ps(t, slope), _mm256_cmp_ps(t, zero, _CMP_LE_OQ));
             if (n < 8) t = _mm256_and_ps(t, _mm256_castsi256_ps(mk));
-            _mm256_storeu_ps(ar + v, t);
+            _mm256_storeu_ps(dst, t);
         }
     }
 }
@@ -86,7 +98,24 @@ static void pw_task(void *ctx, int64_t b0, int64_t e0, int worker) {
         int64_t b = it / J->nblk, blk = it % J->nblk, v0 = blk * VB;
         int nv = (int)(J->V - v0 < VB ? J->V - v0 : VB);
         load_block(J, A, b, v0, nv);
-        for (int64_t rb = 0; rb < nrb; rb++) {
+        cg_pk_cursor pf = cg_pk_prefetch_start(NULL, 0, 0, 0);
+        if (J->packed && it + 1 < e0) {
+            const int64_t b2 = (it + 1) / J->nblk, w0 = (it + 1) % J->nblk * VB;
+            pf = cg_pk_prefetch_start(J->x + b2 * J->Ci * J->V + w0, J->V, J->Ci, J->V - w0 < VB ? J->V - w0 : VB);
+        }
+        const int64_t per_tile = (pf.left + nrb * (VB / PK_NR) - 1) / (nrb * (VB / PK_NR));
+        for (int64_t rb = 0; J->packed && rb < nrb; rb++) {
+            const int R = (int)(J->Co - rb * PK_MR < PK_MR ? J->Co - rb * PK_MR : PK_MR);
+            float *y = J->y + (b * J->Co + rb * PK_MR) * J->V + v0;
+            for (int j = 0; j * PK_NR < nv; j++) {
+                cg_pk_prefetch_step(&pf, per_tile);
+                __m256 acc[PK_MR * PK_NV];
+                cg_pk_kernel(PK_MR, PK_NV, PK_MR, J->Ci, J->wp + rb * PK_MR * J->Ci, 1, PK_MR, A + j * J->Ci * PK_NR, acc);
+                cg_pk_store(PK_MR, PK_NV, acc, y + j * PK_NR, J->V, R, nv - j * PK_NR < PK_NR ? nv - j * PK_NR : PK_NR,
+                            J->bsum + b * corow + rb * PK_MR, 0);
+            }
+        }
+        for (int64_t rb = 0; !J->packed && rb < nrb; rb++) {
             int R = (int)(J->Co - rb * J->R < J->R ? J->Co - rb * J->R : J->R);
             for (int p0 = 0; p0 < nv; p0 += 8 * J->TV) {
                 int nvec = (nv - p0 + 7) / 8, TV = nvec < J->TV ? nvec : J->TV;
@@ -156,6 +185,10 @@ void cg_avx2_pointwise_layer(float *y, float *y_mean, float *y_rstd, const float
             double t = (double)nrb * nseg * cg_avx2_bcast_cost(R, 1, TV, Ci);
             if (t < best) { best = t; bestR = R; bestV = TV; }
         }
+    /* Layers with many channels both ways: the packed microkernel, whose weight panels are
+     * the broadcast tiles' packing with R = PK_MR. */
+    const int packed = Ci >= PK_MIN && Co >= PK_MIN && !getenv("CG_DEV_NO1X1"); /* DEVONLY */
+    if (packed) bestR = PK_MR;
     const int64_t nrb = (Co + bestR - 1) / bestR, corow = nrb * bestR, nblk = (V + VB - 1) / VB;
     const int nt = cg_threads_get();
     float *wp = cg_xmalloc((size_t)(corow * (Ci ? Ci : 1)) * sizeof(float));
@@ -174,7 +207,7 @@ void cg_avx2_pointwise_layer(float *y, float *y_mean, float *y_rstd, const float
     float *scratch = cg_avx2_scratch_get((size_t)nt * (Ci ? Ci : 1) * VB * sizeof(float));
     double *stats = y_mean ? cg_avx2_scratch_get((size_t)(B * nblk * Co * 2) * sizeof(double)) : NULL;
     pw_job J = {.y = y, .x = x, .x_mean = x_mean, .x_rstd = x_rstd, .gamma = gamma, .beta = beta, .act = act,
-                .slope = slope, .B = B, .V = V, .nblk = nblk, .Ci = Ci, .Co = Co, .R = bestR, .TV = bestV,
+                .slope = slope, .B = B, .V = V, .nblk = nblk, .Ci = Ci, .Co = Co, .R = bestR, .TV = bestV, .packed = packed,
                 .wp = wp, .off = off, .bsum = bsum, .scratch = scratch, .stats = stats};
     cg_parallel_for(B * nblk, 1, pw_task, &J);
     if (y_mean) {
