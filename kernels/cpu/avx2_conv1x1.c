@@ -9,12 +9,15 @@
  *   backward-data  dX_n (Ci × P) = Wᵀ (Ci × Co) · dY_n (Co × P)
  *   backward-weight dW (Co × Ci) = Σ_n dY_n · X_nᵀ      (k-depth: all N·P voxels)
  *
- * Forward and backward-data are one routine: a work item is one sample × a block of NC
- * voxels; its X block (K × NC) is packed into panels of 24 columns in a per-thread buffer
- * (L2), then row blocks of 4 output channels sweep it, each tile reading W in place by
- * broadcasts (W, at most a few hundred KB, stays in L2) and one panel (L1) by aligned
- * loads. Packing turns 128 short strided row reads per tile into one sequential stream.
- * Outputs far larger than the caches are written with streaming stores.
+ * Forward and backward-data are one routine (the BLIS loop nest, reduced to what these
+ * shapes need): A (W or Wᵀ, at most a few hundred KB, in L2) is packed once, k-step-major
+ * per block of 4 output channels. A work item is one sample × a block of NC voxels: its
+ * X block (K × NC) is packed into panels of 24 voxels in a per-thread buffer (L2), then
+ * each block of 4 output channels sweeps the panels with the 4×24 microkernel (12
+ * accumulators; the panel in L1, aligned loads). Packing turns K short strided row reads
+ * per tile into one sequential stream; the next item's block is prefetched a few lines
+ * per tile (K short rows are too many streams for the hardware prefetcher). Outputs far
+ * larger than the caches are written with streaming stores.
  *
  * Backward-weight: the voxels are cut into chunks of KC per sample, in order. For each
  * chunk the pool takes (16-channel panel of X, group of output row blocks) items: the
@@ -26,6 +29,7 @@
  * Limits: shapes with few channels (the 2→128 first post-processor layer) keep the
  * generic path of avx2_conv3d.c, whose tiles suit them better (cg_avx2_conv1x1_takes).
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,7 +42,9 @@
 #define FW_MR 4
 #define FW_NV 3
 #define FW_NR (8 * FW_NV)
+#ifndef FW_NC
 #define FW_NC (10 * FW_NR)             /* voxels per forward work item */
+#endif
 #define BW_MR 6
 #define BW_NV 2
 #define BW_NR (8 * BW_NV)
@@ -55,12 +61,11 @@
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-int cg_avx2_conv1x1_takes(const cg_conv_desc *c, int pass) {
+int cg_avx2_conv1x1_takes(const cg_conv_desc *c) {
     if (getenv("CG_DEV_NO1X1")) return 0; /* DEVONLY */
     for (int d = 0; d < 3; d++)
         if (c->k[d] != 1 || c->stride[d] != 1 || c->pad[d] != 0 || c->in[d] != c->out[d] || c->in[d] <= 0) return 0;
     if (c->N <= 0 || c->Ci <= 0 || c->Co <= 0) return 0;
-    (void)pass; /* the same shapes for every pass, for now */
     return c->Ci >= MIN_CH && c->Co >= MIN_CH;
 }
 
@@ -71,23 +76,30 @@ typedef struct {
     const float *x;        /* (N, K, P) */
     const float *a;        /* packed: row block rb, k-step k, row r at a[(rb·K + k)·MR + r] */
     const float *bias;     /* (M) or NULL */
-    int64_t M, K, P, nblk;
+    int64_t N, M, K, P, nblk; /* work items: N · nblk (sample, block of FW_NC voxels) */
     float *pack;           /* per worker: K × FW_NC */
     int stream;
+    atomic_llong next;     /* the next work item to take */
 } fw_job;
 
+/* One pool item per thread: each takes work items one at a time from the shared counter,
+ * claiming the next before it computes the current one (so it can prefetch it). Finer
+ * than the pool's chunks of a quarter of a thread's share, which leave a thread that the
+ * system delays holding the last one; results do not depend on who computes an item. */
 static void fw_task(void *ctx, int64_t b, int64_t e, int worker) {
-    const fw_job *J = ctx;
+    fw_job *J = ctx;
     float *bp = J->pack + (int64_t)worker * J->K * FW_NC;
-    const int64_t nrb = ceil_div(J->M, FW_MR);
-    for (int64_t it = b; it < e; it++) {
+    const int64_t nrb = ceil_div(J->M, FW_MR), nitems = J->N * J->nblk;
+    int64_t it = b < e ? atomic_fetch_add(&J->next, 1) : nitems;
+    for (int64_t next; it < nitems; it = next) {
+        next = atomic_fetch_add(&J->next, 1);
         const int64_t n = it / J->nblk, p0 = it % J->nblk * FW_NC;
         const int nc = (int)(J->P - p0 < FW_NC ? J->P - p0 : FW_NC), npan = (int)ceil_div(nc, FW_NR);
         cg_pk_pack_cols(FW_NV, bp, J->x + n * J->K * J->P + p0, J->P, J->K, nc);
         /* the next item's block */
         cg_pk_cursor pf = cg_pk_prefetch_start(NULL, 0, 0, 0);
-        if (it + 1 < e) {
-            const int64_t n2 = (it + 1) / J->nblk, q0 = (it + 1) % J->nblk * FW_NC;
+        if (next < nitems) {
+            const int64_t n2 = next / J->nblk, q0 = next % J->nblk * FW_NC;
             pf = cg_pk_prefetch_start(J->x + n2 * J->K * J->P + q0, J->P, J->K, J->P - q0 < FW_NC ? J->P - q0 : FW_NC);
         }
         const int64_t per_tile = ceil_div(pf.left, nrb * npan);
@@ -122,10 +134,11 @@ static void gemm_fw(float *y, const float *x, const float *a, int64_t ars, int64
                 ap[(rb * K + k) * FW_MR + r] = i < M ? a[i * ars + k * aks] : 0.0f;
             }
     float *pack = cg_avx2_scratch_get((size_t)(nt * K * FW_NC) * sizeof(float));
-    fw_job J = {.y = y, .x = x, .a = ap, .bias = bias, .M = M, .K = K, .P = P,
+    fw_job J = {.y = y, .x = x, .a = ap, .bias = bias, .N = N, .M = M, .K = K, .P = P,
                 .nblk = ceil_div(P, FW_NC), .pack = pack,
                 .stream = N * M * P * (int64_t)sizeof(float) > STREAM_BYTES};
-    cg_parallel_for(N * J.nblk, 1, fw_task, &J);
+    atomic_init(&J.next, 0);
+    cg_parallel_for(nt, 1, fw_task, &J);
     cg_avx2_scratch_put(pack);
     cg_avx2_scratch_put(ap);
 }

@@ -673,7 +673,7 @@ static int unplanned(const cg_conv_desc *c, int max_stride) {
 }
 
 void cg_avx2_conv_fwd(float *y, const float *x, const float *w, const float *bias, const cg_conv_desc *c) {
-    if (cg_avx2_conv1x1_takes(c, 0)) {
+    if (cg_avx2_conv1x1_takes(c)) {
         cg_avx2_conv1x1_fwd(y, x, w, bias, c);
         return;
     }
@@ -808,7 +808,7 @@ static void bwd_data_col2im(float *dx, const float *dy, const float *w, const cg
 }
 
 void cg_avx2_conv_bwd_data(float *dx, const float *dy, const float *w, const cg_conv_desc *c) {
-    if (cg_avx2_conv1x1_takes(c, 1)) {
+    if (cg_avx2_conv1x1_takes(c)) {
         cg_avx2_conv1x1_bwd_data(dx, dy, w, c);
         return;
     }
@@ -905,7 +905,7 @@ static void dy_stage_task(void *ctx, int64_t b, int64_t e, int worker) {
 }
 
 void cg_avx2_conv_bwd_weight(float *dw, const float *x, const float *dy, const cg_conv_desc *c) {
-    if (cg_avx2_conv1x1_takes(c, 2)) {
+    if (cg_avx2_conv1x1_takes(c)) {
         cg_avx2_conv1x1_bwd_weight(dw, x, dy, c);
         return;
     }
