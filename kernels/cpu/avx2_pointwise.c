@@ -18,6 +18,7 @@
  * once by the next layer.
  */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,11 +48,12 @@ typedef struct {
     const float *bsum;       /* (B, Co rounded up to R) bias + per-sample bias */
     float *scratch;          /* per worker: Ci × VB */
     double *stats;           /* (B, nblk, Co, 2): block sum, block M2; NULL when not wanted */
+    atomic_llong next;       /* the next block (sample · nblk + block) to take */
 } pw_job;
 
 /* A[ci][0 .. nv) = act(norm(x[b][ci][v0 ..])), zero past nv. Rows of VB voxels, or
  * (packed) panels of PK_NR voxels: voxel v of channel ci at ((v/PK_NR)·Ci + ci)·PK_NR + v%PK_NR. */
-static void load_block(const pw_job *J, float *A, int64_t b, int64_t v0, int nv) {
+static void load_block(const pw_job *J, float *A, int64_t b, int64_t v0, int nv, const float *nxt) {
     const __m256 zero = _mm256_setzero_ps(), slope = _mm256_set1_ps(J->slope);
     const int pw = J->packed ? PK_NR : VB;
     const int64_t pstr = J->packed ? (int64_t)J->Ci * PK_NR : 0, cstr = pw;
@@ -63,10 +65,10 @@ static void load_block(const pw_job *J, float *A, int64_t b, int64_t v0, int nv)
             m = _mm256_set1_ps(J->x_mean[b * J->Ci + ci]);
             r = _mm256_set1_ps(J->x_rstd[b * J->Ci + ci]);
         }
-        /* the next block's row, so that 128 short streams do not each wait on memory (the
-         * packed path spreads these over its tiles instead) */
-        if (!J->packed && v0 + 2 * VB <= J->V)
-            for (int v = 0; v < VB; v += 16) _mm_prefetch((const char *)(xr + VB + v), _MM_HINT_T1);
+        /* nxt: the next block's row, so that 128 short streams do not each wait on memory
+         * (the packed path spreads these over its tiles instead) */
+        if (nxt)
+            for (int v = 0; v < VB; v += 16) _mm_prefetch((const char *)(nxt + ci * J->V + v), _MM_HINT_T1);
         for (int v = 0; v < VB; v += 8) {
             int n = nv - v;
             float *dst = ar + v / pw * pstr + v % pw;
@@ -90,17 +92,26 @@ static void load_block(const pw_job *J, float *A, int64_t b, int64_t v0, int nv)
     }
 }
 
+/* One pool item per thread: each takes blocks one at a time from the shared counter,
+ * claiming the next before it computes the current one (to prefetch it), as in
+ * avx2_conv1x1.c. Block results do not depend on which thread computes them. */
 static void pw_task(void *ctx, int64_t b0, int64_t e0, int worker) {
-    const pw_job *J = ctx;
+    pw_job *J = ctx;
     float *A = J->scratch + (int64_t)worker * J->Ci * VB;
-    const int64_t nrb = (J->Co + J->R - 1) / J->R, corow = nrb * J->R;
-    for (int64_t it = b0; it < e0; it++) {
+    const int64_t nrb = (J->Co + J->R - 1) / J->R, corow = nrb * J->R, nitems = J->B * J->nblk;
+    int64_t it = b0 < e0 ? atomic_fetch_add(&J->next, 1) : nitems;
+    for (int64_t next; it < nitems; it = next) {
+        next = atomic_fetch_add(&J->next, 1);
         int64_t b = it / J->nblk, blk = it % J->nblk, v0 = blk * VB;
         int nv = (int)(J->V - v0 < VB ? J->V - v0 : VB);
-        load_block(J, A, b, v0, nv);
+        /* the broadcast tiles' next block: prefetched channel by channel while this one loads
+         * (whole blocks only) */
+        const int64_t nb = next / J->nblk, nv0 = next % J->nblk * VB;
+        load_block(J, A, b, v0, nv,
+                   !J->packed && next < nitems && nv0 + VB <= J->V ? J->x + nb * J->Ci * J->V + nv0 : NULL);
         cg_pk_cursor pf = cg_pk_prefetch_start(NULL, 0, 0, 0);
-        if (J->packed && it + 1 < e0) {
-            const int64_t b2 = (it + 1) / J->nblk, w0 = (it + 1) % J->nblk * VB;
+        if (J->packed && next < nitems) {
+            const int64_t b2 = next / J->nblk, w0 = next % J->nblk * VB;
             pf = cg_pk_prefetch_start(J->x + b2 * J->Ci * J->V + w0, J->V, J->Ci, J->V - w0 < VB ? J->V - w0 : VB);
         }
         const int64_t per_tile = (pf.left + nrb * (VB / PK_NR) - 1) / (nrb * (VB / PK_NR));
@@ -209,7 +220,8 @@ void cg_avx2_pointwise_layer(float *y, float *y_mean, float *y_rstd, const float
     pw_job J = {.y = y, .x = x, .x_mean = x_mean, .x_rstd = x_rstd, .gamma = gamma, .beta = beta, .act = act,
                 .slope = slope, .B = B, .V = V, .nblk = nblk, .Ci = Ci, .Co = Co, .R = bestR, .TV = bestV, .packed = packed,
                 .wp = wp, .off = off, .bsum = bsum, .scratch = scratch, .stats = stats};
-    cg_parallel_for(B * nblk, 1, pw_task, &J);
+    atomic_init(&J.next, 0);
+    cg_parallel_for(nt, 1, pw_task, &J);
     if (y_mean) {
         /* Combine the blocks in order: n, mean and M2 of the union (Chan et al.). */
         for (int64_t b = 0; b < B; b++)
