@@ -69,9 +69,16 @@ static void load_block(const pw_job *J, float *A, int64_t b, int64_t v0, int nv,
          * (the packed path spreads these over its tiles instead) */
         if (nxt)
             for (int v = 0; v < VB; v += 16) _mm_prefetch((const char *)(nxt + ci * J->V + v), _MM_HINT_T1);
-        for (int v = 0; v < VB; v += 8) {
+        /* dst steps through the row, jumping to the next panel every pw voxels (no
+         * division per vector: it cost a tenth of the layer) */
+        float *dst = ar - 8;
+        for (int v = 0, col = -8; v < VB; v += 8) {
             int n = nv - v;
-            float *dst = ar + v / pw * pstr + v % pw;
+            dst += 8;
+            if ((col += 8) == pw) {
+                col = 0;
+                dst += pstr - pw;
+            }
             if (n <= 0) {
                 _mm256_storeu_ps(dst, zero);
                 continue;
