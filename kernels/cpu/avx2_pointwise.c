@@ -161,29 +161,43 @@ static void pw_task(void *ctx, int64_t b0, int64_t e0, int worker) {
             const float *yr = J->y + (b * J->Co + co) * J->V + v0;
             /* the sum in double: with a mean far from zero a float sum would misplace the
              * mean by a good fraction of a small standard deviation */
-            __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
-            for (int v = 0; v < nv; v += 8) {
+            /* two vectors a step, four chains of adds (one chain waits on the add latency) */
+            __m256d s0 = _mm256_setzero_pd(), s1 = s0, s2 = s0, s3 = s0;
+            int v = 0;
+            for (; v + 16 <= nv; v += 16) {
+                __m256 y0 = _mm256_loadu_ps(yr + v), y1 = _mm256_loadu_ps(yr + v + 8);
+                s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(y0)));
+                s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(y0, 1)));
+                s2 = _mm256_add_pd(s2, _mm256_cvtps_pd(_mm256_castps256_ps128(y1)));
+                s3 = _mm256_add_pd(s3, _mm256_cvtps_pd(_mm256_extractf128_ps(y1, 1)));
+            }
+            for (; v < nv; v += 8) {
                 int n = nv - v;
                 __m256 y = n >= 8 ? _mm256_loadu_ps(yr + v) : _mm256_maskload_ps(yr + v, cg_avx2_mask(n));
                 s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(y)));
                 s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(y, 1)));
             }
-            s0 = _mm256_add_pd(s0, s1);
-            __m128d s2 = _mm_add_pd(_mm256_castpd256_pd128(s0), _mm256_extractf128_pd(s0, 1));
-            double sum = _mm_cvtsd_f64(_mm_add_sd(s2, _mm_unpackhi_pd(s2, s2)));
-            __m256 mean = _mm256_set1_ps((float)(sum / nv)), q = _mm256_setzero_ps();
-            for (int v = 0; v < nv; v += 8) {
+            s0 = _mm256_add_pd(_mm256_add_pd(s0, s1), _mm256_add_pd(s2, s3));
+            __m128d sh = _mm_add_pd(_mm256_castpd256_pd128(s0), _mm256_extractf128_pd(s0, 1));
+            double sum = _mm_cvtsd_f64(_mm_add_sd(sh, _mm_unpackhi_pd(sh, sh)));
+            __m256 mean = _mm256_set1_ps((float)(sum / nv)), q0 = _mm256_setzero_ps(), q1 = q0;
+            for (v = 0; v + 16 <= nv; v += 16) {
+                __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(yr + v), mean), d1 = _mm256_sub_ps(_mm256_loadu_ps(yr + v + 8), mean);
+                q0 = _mm256_fmadd_ps(d0, d0, q0);
+                q1 = _mm256_fmadd_ps(d1, d1, q1);
+            }
+            for (; v < nv; v += 8) {
                 int n = nv - v;
                 __m256 d = _mm256_sub_ps(n >= 8 ? _mm256_loadu_ps(yr + v) : _mm256_maskload_ps(yr + v, cg_avx2_mask(n)),
                                          mean);
                 if (n < 8) d = _mm256_and_ps(d, _mm256_castsi256_ps(cg_avx2_mask(n)));
-                q = _mm256_fmadd_ps(d, d, q);
+                q0 = _mm256_fmadd_ps(d, d, q0);
             }
             /* M2 about the block mean: Σ(y - m)² with m rounded to float, corrected for the
              * rounding: Σ(y - m_f)² = M2 + n·(m - m_f)² */
             double mf = (double)(float)(sum / nv), dm = sum / nv - mf;
             st[2 * co] = sum;
-            st[2 * co + 1] = cg_avx2_hsum_pd(q) - nv * dm * dm;
+            st[2 * co + 1] = cg_avx2_hsum_pd(_mm256_add_ps(q0, q1)) - nv * dm * dm;
         }
     }
 }
