@@ -42,27 +42,18 @@
 #define FW_MR 4
 #define FW_NV 3
 #define FW_NR (8 * FW_NV)
-#ifndef FW_NC
 #define FW_NC (10 * FW_NR)             /* voxels per forward work item */
-#endif
 #define BW_MR 6
 #define BW_NV 2
 #define BW_NR (8 * BW_NV)
-#ifndef BW_KC
 #define BW_KC 512                      /* voxels per backward-weight chunk */
-#endif
-#ifndef BW_GROUP_BYTES
 #define BW_GROUP_BYTES ((int64_t)4 << 20) /* dY and X of the chunks of one pool call */
-#endif
 #define MIN_CH 16                      /* fewer channels in or out: the generic path */
-#ifndef STREAM_BYTES
 #define STREAM_BYTES ((int64_t)48 << 20) /* outputs larger than this bypass the caches */
-#endif
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 int cg_avx2_conv1x1_takes(const cg_conv_desc *c) {
-    if (getenv("CG_DEV_NO1X1")) return 0; /* DEVONLY */
     for (int d = 0; d < 3; d++)
         if (c->k[d] != 1 || c->stride[d] != 1 || c->pad[d] != 0 || c->in[d] != c->out[d] || c->in[d] <= 0) return 0;
     if (c->N <= 0 || c->Ci <= 0 || c->Co <= 0) return 0;

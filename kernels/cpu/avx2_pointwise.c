@@ -219,7 +219,7 @@ void cg_avx2_pointwise_layer(float *y, float *y_mean, float *y_rstd, const float
         }
     /* Layers with many channels both ways: the packed microkernel, whose weight panels are
      * the broadcast tiles' packing with R = PK_MR. */
-    const int packed = Ci >= PK_MIN && Co >= PK_MIN && !getenv("CG_DEV_NO1X1"); /* DEVONLY */
+    const int packed = Ci >= PK_MIN && Co >= PK_MIN;
     if (packed) bestR = PK_MR;
     const int64_t nrb = (Co + bestR - 1) / bestR, corow = nrb * bestR, nblk = (V + VB - 1) / VB;
     const int nt = cg_threads_get();
