@@ -4,9 +4,13 @@
  *
  * Work unit: one sample × one block of VB voxels. The block's input is normalised (layer
  * norm with the previous layer's statistics, per-voxel gamma/beta) and activated (leaky
- * ReLU) into a small per-thread buffer A (Ci × VB, about 48 KB for 128 channels), which
- * stays in L1/L2 while the broadcast tiles (avx2_tile.h) multiply it by the (Co × Ci)
- * weights and write the block's Co output rows. So the normalised activations never go to
+ * ReLU) into a small per-thread buffer A (Ci × VB, about 96 KB for 128 channels), which
+ * stays in L2 while register tiles multiply it by the (Co × Ci) weights and write the
+ * block's Co output rows: for layers with 16 or more channels both ways, the packed 4×24
+ * microkernel of avx2_packed.h (A written straight into panels of 24 voxels, as
+ * avx2_conv1x1.c packs its input); for thin layers (1→128, 128→1) the broadcast tiles of
+ * avx2_tile.h. Threads take blocks one at a time from a shared counter, prefetching the
+ * next block's input while they compute. So the normalised activations never go to
  * memory, and each 128-channel output block is read back for its statistics while it is
  * still in cache: per block and channel, the sum and the sum of squared deviations from
  * the block mean. The blocks are combined at the end in block order (Chan's parallel
@@ -111,16 +115,12 @@ static void pw_task(void *ctx, int64_t b0, int64_t e0, int worker) {
         next = atomic_fetch_add(&J->next, 1);
         int64_t b = it / J->nblk, blk = it % J->nblk, v0 = blk * VB;
         int nv = (int)(J->V - v0 < VB ? J->V - v0 : VB);
-        /* the broadcast tiles' next block: prefetched channel by channel while this one loads
-         * (whole blocks only) */
-        const int64_t nb = next / J->nblk, nv0 = next % J->nblk * VB;
-        load_block(J, A, b, v0, nv,
-                   !J->packed && next < nitems && nv0 + VB <= J->V ? J->x + nb * J->Ci * J->V + nv0 : NULL);
-        cg_pk_cursor pf = cg_pk_prefetch_start(NULL, 0, 0, 0);
-        if (J->packed && next < nitems) {
-            const int64_t b2 = next / J->nblk, w0 = next % J->nblk * VB;
-            pf = cg_pk_prefetch_start(J->x + b2 * J->Ci * J->V + w0, J->V, J->Ci, J->V - w0 < VB ? J->V - w0 : VB);
-        }
+        /* the next block's input: the broadcast tiles fetch it channel by channel while this
+         * block loads (whole blocks only), the packed path a few lines per tile */
+        const int64_t nv0 = next % J->nblk * VB;
+        const float *nx = next < nitems ? J->x + next / J->nblk * J->Ci * J->V + nv0 : NULL;
+        load_block(J, A, b, v0, nv, !J->packed && nx && nv0 + VB <= J->V ? nx : NULL);
+        cg_pk_cursor pf = cg_pk_prefetch_start(J->packed ? nx : NULL, J->V, J->Ci, J->V - nv0 < VB ? J->V - nv0 : VB);
         const int64_t per_tile = (pf.left + nrb * (VB / PK_NR) - 1) / (nrb * (VB / PK_NR));
         for (int64_t rb = 0; J->packed && rb < nrb; rb++) {
             const int R = (int)(J->Co - rb * PK_MR < PK_MR ? J->Co - rb * PK_MR : PK_MR);
