@@ -22,7 +22,8 @@
  * Backward-weight: the voxels are cut into chunks of KC per sample, in order. For each
  * chunk the pool takes (16-channel panel of X, group of output row blocks) items: the
  * item transposes its X panel (16 rows × KC voxels, 8×8 register transposes) into a
- * panel contiguous along the voxel, then 6×16 tiles broadcast dY in place; each tile's
+ * panel contiguous along the voxel, then 6×16 tiles (4×16 for the last rows: 128 output
+ * channels are 20·6 + 2·4) broadcast dY in place; each tile's
  * fp32 chunk sum is added to a double accumulator. Chunk boundaries depend on the sizes
  * alone and chunks are added in order, so results do not depend on the thread count.
  *
@@ -43,7 +44,6 @@
 #define FW_NV 3
 #define FW_NR (8 * FW_NV)
 #define FW_NC (10 * FW_NR)             /* voxels per forward work item */
-#define BW_MR 6
 #define BW_NV 2
 #define BW_NR (8 * BW_NV)
 #define BW_KC 512                      /* voxels per backward-weight chunk */
@@ -150,7 +150,8 @@ typedef struct {
     const float *x, *dy;   /* (N, Ci, P), (N, Co, P) */
     int64_t Ci, Co, P, nchunk; /* nchunk: chunks per sample */
     int64_t c0, c1;        /* the chunks of this pool call: chunk c is sample c / nchunk */
-    int64_t ngrp, rb_per_grp;
+    const int32_t *rows;   /* (nrb, 2): first row and rows of each row block */
+    int64_t nrb, ngrp, rb_per_grp;
     float *pack;           /* per worker: BW_KC × BW_NR */
     double *acc;           /* (Co, Ci) */
 } bw_job;
@@ -190,14 +191,37 @@ static void pack_transposed(float *dst, const float *x, int64_t ldx, int nrow, i
     }
 }
 
+/* One tile: acc(R rows of dY from row r0 × the panel's 16 channels) over kc voxels,
+ * added to the double sums. MR is a constant (6, or 4 for the last rows). */
+static inline __attribute__((always_inline)) void bw_tile(int MR, const bw_job *J, const float *bp, int64_t n,
+                                                          int64_t p0, int kc, int64_t r0, int R, int64_t cb, int C) {
+    __m256 acc[6 * BW_NV];
+    cg_pk_kernel(MR, BW_NV, R, kc, J->dy + (n * J->Co + r0) * J->P + p0, J->P, 1, bp, acc);
+    /* out of the registers with constant indices (a variable index would keep the
+     * accumulators in memory through the k loop), then into the double sums */
+    float s[6][BW_NR];
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 2
+        for (int v = 0; v < BW_NV; v++) _mm256_storeu_ps(&s[r][8 * v], acc[r * BW_NV + v]);
+    for (int r = 0; r < R; r++) {
+        double *o = J->acc + (r0 + r) * J->Ci + cb * BW_NR;
+        if (C == BW_NR) {
+            for (int c = 0; c < BW_NR; c += 4)
+                _mm256_storeu_pd(o + c, _mm256_add_pd(_mm256_loadu_pd(o + c), _mm256_cvtps_pd(_mm_loadu_ps(&s[r][c]))));
+        } else {
+            for (int c = 0; c < C; c++) o[c] += s[r][c];
+        }
+    }
+}
+
 static void bw_task(void *ctx, int64_t b, int64_t e, int worker) {
     const bw_job *J = ctx;
     float *bp = J->pack + (int64_t)worker * BW_KC * BW_NR;
-    const int64_t nrb = ceil_div(J->Co, BW_MR);
     for (int64_t it = b; it < e; it++) {
         const int64_t cb = it / J->ngrp, g = it % J->ngrp;
         const int C = (int)(J->Ci - cb * BW_NR < BW_NR ? J->Ci - cb * BW_NR : BW_NR);
-        const int64_t rb0 = g * J->rb_per_grp, rb1 = rb0 + J->rb_per_grp < nrb ? rb0 + J->rb_per_grp : nrb;
+        const int64_t rb0 = g * J->rb_per_grp, rb1 = rb0 + J->rb_per_grp < J->nrb ? rb0 + J->rb_per_grp : J->nrb;
         for (int64_t ch = J->c0; ch < J->c1; ch++) {
             const int64_t n = ch / J->nchunk, p0 = ch % J->nchunk * BW_KC;
             const int kc = (int)(J->P - p0 < BW_KC ? J->P - p0 : BW_KC);
@@ -212,25 +236,10 @@ static void bw_task(void *ctx, int64_t b, int64_t e, int worker) {
             const int64_t per_tile = ceil_div(pf.left, rb1 - rb0 > 0 ? rb1 - rb0 : 1);
             for (int64_t rb = rb0; rb < rb1; rb++) {
                 cg_pk_prefetch_step(&pf, per_tile);
-                const int R = (int)(J->Co - rb * BW_MR < BW_MR ? J->Co - rb * BW_MR : BW_MR);
-                __m256 acc[BW_MR * BW_NV];
-                cg_pk_kernel(BW_MR, BW_NV, R, kc, J->dy + (n * J->Co + rb * BW_MR) * J->P + p0, J->P, 1, bp, acc);
-                /* out of the registers with constant indices (a variable index would keep the
-                 * accumulators in memory through the k loop), then into the double sums */
-                float s[BW_MR][BW_NR];
-#pragma GCC unroll 6
-                for (int r = 0; r < BW_MR; r++)
-#pragma GCC unroll 2
-                    for (int v = 0; v < BW_NV; v++) _mm256_storeu_ps(&s[r][8 * v], acc[r * BW_NV + v]);
-                for (int r = 0; r < R; r++) {
-                    double *o = J->acc + (rb * BW_MR + r) * J->Ci + cb * BW_NR;
-                    if (C == BW_NR) {
-                        for (int c = 0; c < BW_NR; c += 4)
-                            _mm256_storeu_pd(o + c, _mm256_add_pd(_mm256_loadu_pd(o + c), _mm256_cvtps_pd(_mm_loadu_ps(&s[r][c]))));
-                    } else {
-                        for (int c = 0; c < C; c++) o[c] += s[r][c];
-                    }
-                }
+                const int64_t r0 = J->rows[2 * rb];
+                const int R = J->rows[2 * rb + 1];
+                if (R > 4) bw_tile(6, J, bp, n, p0, kc, r0, R, cb, C);
+                else bw_tile(4, J, bp, n, p0, kc, r0, R, cb, C);
             }
         }
     }
@@ -239,14 +248,34 @@ static void bw_task(void *ctx, int64_t b, int64_t e, int worker) {
 void cg_avx2_conv1x1_bwd_weight(float *dw, const float *x, const float *dy, const cg_conv_desc *c) {
     const int64_t P = (int64_t)c->in[0] * c->in[1] * c->in[2];
     const int nt = cg_threads_get();
-    const int64_t nrb = ceil_div(c->Co, BW_MR), ncb = ceil_div(c->Ci, BW_NR);
+    const int64_t ncb = ceil_div(c->Ci, BW_NR);
+    /* Row blocks of 6, the last rows in blocks of at most 4 (a 4×16 tile, 8 accumulators,
+     * keeps pace with the 6×16 one): 128 = 20·6 + 2·4, not 21·6 + a 6-row tile for 2. */
+    int32_t *rows = cg_xmalloc((size_t)(c->Co / 4 + 2) * 2 * sizeof(int32_t));
+    int64_t nrb = 0, n6 = c->Co / 6, rest = c->Co % 6;
+    if (n6 > 0 && (rest == 1 || rest == 2)) {
+        n6--;
+        rest += 6;
+    }
+    for (int64_t i = 0; i < n6; i++, nrb++) {
+        rows[2 * nrb] = (int32_t)(6 * i);
+        rows[2 * nrb + 1] = 6;
+    }
+    for (int64_t r0 = 6 * n6; r0 < c->Co; nrb++) {
+        /* rest: 3 or 4 → one block; 5 → one 6-row tile; 7, 8 → two blocks of 4 and 3 or 4 */
+        int64_t R = rest == 5 ? 5 : rest > 4 ? 4 : rest;
+        rows[2 * nrb] = (int32_t)r0;
+        rows[2 * nrb + 1] = (int32_t)R;
+        r0 += R;
+        rest -= R;
+    }
     /* enough items per chunk for the pool: split the row blocks when the panels are few */
     int64_t ngrp = ceil_div(2 * nt, ncb);
     ngrp = ngrp < 1 ? 1 : ngrp > nrb ? nrb : ngrp;
     float *pack = cg_avx2_scratch_get((size_t)(nt * BW_KC * BW_NR) * sizeof(float));
     double *acc = cg_xcalloc((size_t)(c->Co * c->Ci), sizeof(double));
-    bw_job J = {.x = x, .dy = dy, .Ci = c->Ci, .Co = c->Co, .P = P, .nchunk = ceil_div(P, BW_KC), .ngrp = ngrp,
-                .rb_per_grp = ceil_div(nrb, ngrp), .pack = pack, .acc = acc};
+    bw_job J = {.x = x, .dy = dy, .Ci = c->Ci, .Co = c->Co, .P = P, .nchunk = ceil_div(P, BW_KC), .rows = rows,
+                .nrb = nrb, .ngrp = ngrp, .rb_per_grp = ceil_div(nrb, ngrp), .pack = pack, .acc = acc};
     /* Groups of chunks per pool call, about BW_GROUP_BYTES of dY and X: an item runs down
      * its group's chunks while the group stays in L3; few pool calls, so few waits on a
      * thread the system has descheduled. */
@@ -259,5 +288,6 @@ void cg_avx2_conv1x1_bwd_weight(float *dw, const float *x, const float *dy, cons
     }
     for (int64_t i = 0; i < (int64_t)c->Co * c->Ci; i++) dw[i] = (float)acc[i];
     free(acc);
+    free(rows);
     cg_avx2_scratch_put(pack);
 }
