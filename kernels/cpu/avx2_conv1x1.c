@@ -19,13 +19,14 @@
  * per tile (K short rows are too many streams for the hardware prefetcher). Outputs far
  * larger than the caches are written with streaming stores.
  *
- * Backward-weight: the voxels are cut into chunks of KC per sample, in order. For each
- * chunk the pool takes (16-channel panel of X, group of output row blocks) items: the
- * item transposes its X panel (16 rows × KC voxels, 8×8 register transposes) into a
- * panel contiguous along the voxel, then 6×16 tiles (4×16 for the last rows: 128 output
- * channels are 20·6 + 2·4) broadcast dY in place; each tile's
- * fp32 chunk sum is added to a double accumulator. Chunk boundaries depend on the sizes
- * alone and chunks are added in order, so results do not depend on the thread count.
+ * Backward-weight: the voxels are cut into chunks of KC per sample, in order, and one
+ * pool call takes a group of chunks (about 4 MB of dY and X, in L3). Its items are
+ * (16-channel panel of X, group of output row blocks): per chunk, the item transposes its
+ * X panel (16 rows × KC voxels, 8×8 register transposes) into a panel contiguous along
+ * the voxel, then 6×16 tiles (4×16 for the last rows: 128 output channels are 20·6 + 2·4)
+ * broadcast dY in place; each tile's fp32 chunk sum is added to a double accumulator.
+ * Chunk boundaries depend on the sizes alone and each element's chunks are added in
+ * order, so results do not depend on the thread count.
  *
  * Limits: shapes with few channels (the 2→128 first post-processor layer) keep the
  * generic path of avx2_conv3d.c, whose tiles suit them better (cg_avx2_conv1x1_takes).
