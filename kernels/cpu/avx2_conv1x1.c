@@ -274,7 +274,10 @@ void cg_avx2_conv1x1_bwd_weight(float *dw, const float *x, const float *dy, cons
     int64_t ngrp = ceil_div(2 * nt, ncb);
     ngrp = ngrp < 1 ? 1 : ngrp > nrb ? nrb : ngrp;
     float *pack = cg_avx2_scratch_get((size_t)(nt * BW_KC * BW_NR) * sizeof(float));
-    double *acc = cg_xcalloc((size_t)(c->Co * c->Ci), sizeof(double));
+    /* 64-byte aligned: the threads write neighbouring 16-channel panels of each row, and a
+     * cache line shared by two panels would bounce between the cores */
+    double *acc = cg_avx2_scratch_get((size_t)(c->Co * c->Ci) * sizeof(double));
+    memset(acc, 0, (size_t)(c->Co * c->Ci) * sizeof(double));
     bw_job J = {.x = x, .dy = dy, .Ci = c->Ci, .Co = c->Co, .P = P, .nchunk = ceil_div(P, BW_KC), .rows = rows,
                 .nrb = nrb, .ngrp = ngrp, .rb_per_grp = ceil_div(nrb, ngrp), .pack = pack, .acc = acc};
     /* Groups of chunks per pool call, about BW_GROUP_BYTES of dY and X: an item runs down
@@ -288,7 +291,7 @@ void cg_avx2_conv1x1_bwd_weight(float *dw, const float *x, const float *dy, cons
         cg_parallel_for(ncb * ngrp, 1, bw_task, &J);
     }
     for (int64_t i = 0; i < (int64_t)c->Co * c->Ci; i++) dw[i] = (float)acc[i];
-    free(acc);
+    cg_avx2_scratch_put(acc);
     free(rows);
     cg_avx2_scratch_put(pack);
 }
