@@ -430,6 +430,18 @@ static void case_conv_more(const cg_backend *be) {
     conv_case(be, conv_desc(2, 2, 5, 9, 10, 11, 3, 3, 3, 3, 3, 3, 1, 1, 1));
     conv_case(be, conv_desc(1, 1, 6, 8, 9, 13, 2, 3, 4, 1, 2, 2, 0, 1, 2));
     conv_case(be, conv_desc(2, 3, 4, 6, 7, 8, 3, 3, 3, 1, 1, 1, 2, 2, 2));
+    /* 1x1 convs with 16 or more channels (the packed GEMMs of avx2_conv1x1.c): voxel
+     * counts that are not multiples of 8, 16 or 24 and smaller than one panel, channel
+     * counts that are not multiples of 4, 6 or 8 on either side, batch 1 */
+    conv_case(be, conv_desc(1, 19, 23, 5, 7, 9, 1, 1, 1, 1, 1, 1, 0, 0, 0));
+    conv_case(be, conv_desc(2, 128, 37, 3, 5, 11, 1, 1, 1, 1, 1, 1, 0, 0, 0));
+    conv_case(be, conv_desc(1, 16, 130, 4, 4, 4, 1, 1, 1, 1, 1, 1, 0, 0, 0));
+    conv_case(be, conv_desc(3, 33, 17, 1, 1, 1001, 1, 1, 1, 1, 1, 1, 0, 0, 0));
+    conv_case(be, conv_desc(1, 16, 16, 1, 1, 7, 1, 1, 1, 1, 1, 1, 0, 0, 0));
+    conv_case(be, conv_desc(2, 24, 20, 8, 8, 9, 1, 1, 1, 1, 1, 1, 0, 0, 0));
+    for (int t = 0; t < 3; t++)
+        conv_case(be, conv_desc(irand(1, 3), irand(16, 70), irand(16, 70), irand(1, 9), irand(1, 9), irand(1, 40), 1,
+                                1, 1, 1, 1, 1, 0, 0, 0));
 }
 
 /* The layer suite at full extent, batch 1 (slow: the reference is plain loops). */
@@ -632,9 +644,10 @@ static int64_t det_run(const cg_backend *be, int threads, float *out) {
     int64_t n = 0;
 #define DET_RAND(p, cnt) cg_philox_fill_uniform((p), (cnt), seed, cg_rng_take(&r, (cnt)), -1.0f, 1.0f)
     float *buf = malloc(sizeof(float) * 400000);
-    cg_conv_desc cs[2] = {conv_desc(2, 16, 12, 13, 12, 14, 3, 3, 3, 1, 1, 1, 1, 1, 1),
-                          conv_desc(3, 8, 16, 14, 14, 14, 4, 4, 4, 2, 2, 2, 1, 1, 1)};
-    for (int i = 0; i < 2; i++) {
+    cg_conv_desc cs[3] = {conv_desc(2, 16, 12, 13, 12, 14, 3, 3, 3, 1, 1, 1, 1, 1, 1),
+                          conv_desc(3, 8, 16, 14, 14, 14, 4, 4, 4, 2, 2, 2, 1, 1, 1),
+                          conv_desc(3, 20, 18, 9, 10, 13, 1, 1, 1, 1, 1, 1, 0, 0, 0)}; /* packed 1x1 GEMMs */
+    for (int i = 0; i < 3; i++) {
         cg_conv_desc c = cs[i];
         for (int d = 0; d < 3; d++) c.out[d] = (c.in[d] + 2 * c.pad[d] - c.k[d]) / c.stride[d] + 1;
         int64_t nx = c.N * c.Ci * c.in[0] * c.in[1] * c.in[2], ny = c.N * c.Co * c.out[0] * c.out[1] * c.out[2];

@@ -46,6 +46,13 @@ void cg_avx2_conv_fwd(float *y, const float *x, const float *w, const float *bia
 void cg_avx2_conv_bwd_data(float *dx, const float *dy, const float *w, const cg_conv_desc *c);
 void cg_avx2_conv_bwd_weight(float *dw, const float *x, const float *dy, const cg_conv_desc *c);
 
+/* avx2_conv1x1.c: kernel-size-1 convolutions with many channels as packed GEMMs;
+ * avx2_conv3d.c's entries call these when cg_avx2_conv1x1_takes() says so. */
+int cg_avx2_conv1x1_takes(const cg_conv_desc *c);
+void cg_avx2_conv1x1_fwd(float *y, const float *x, const float *w, const float *bias, const cg_conv_desc *c);
+void cg_avx2_conv1x1_bwd_data(float *dx, const float *dy, const float *w, const cg_conv_desc *c);
+void cg_avx2_conv1x1_bwd_weight(float *dw, const float *x, const float *dy, const cg_conv_desc *c);
+
 /* avx2_gemm.c */
 void cg_avx2_gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                   int64_t sA, const float *B, int64_t ldb, int64_t sB, float beta, float *C, int64_t ldc, int64_t sC,

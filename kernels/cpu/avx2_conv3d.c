@@ -16,7 +16,8 @@
  *     the forward's staging.
  * A k-step is one (channel, tap) pair: an offset into the staged input and one weight per
  * output channel. Kernel-size-1 convolutions with P % 8 == 0 voxels read the input in
- * place: their k-steps are the channels and the correlation is a matrix product.
+ * place: their k-steps are the channels and the correlation is a matrix product. Those
+ * with many channels go to the packed GEMMs of avx2_conv1x1.c instead.
  *
  * The register tile (the microkernel, avx2_tile.h) of the correlation is R output channels
  * × M output rows × V vectors of 8 positions along w (R·M·V <= 12 accumulators, enough to
@@ -776,6 +777,10 @@ static int unplanned(const cg_conv_desc *c, int max_stride) {
 }
 
 void cg_avx2_conv_fwd(float *y, const float *x, const float *w, const float *bias, const cg_conv_desc *c) {
+    if (cg_avx2_conv1x1_takes(c)) {
+        cg_avx2_conv1x1_fwd(y, x, w, bias, c);
+        return;
+    }
     if (unplanned(c, 8)) {
         cg_ref_conv_fwd(y, x, w, bias, c);
         return;
@@ -790,6 +795,10 @@ void cg_avx2_conv_fwd(float *y, const float *x, const float *w, const float *bia
 }
 
 void cg_avx2_conv_bwd_data(float *dx, const float *dy, const float *w, const cg_conv_desc *c) {
+    if (cg_avx2_conv1x1_takes(c)) {
+        cg_avx2_conv1x1_bwd_data(dx, dy, w, c);
+        return;
+    }
     if (unplanned(c, 3)) {
         cg_ref_conv_bwd_data(dx, dy, w, c);
         return;
@@ -880,6 +889,10 @@ static void dy_stage_task(void *ctx, int64_t b, int64_t e, int worker) {
 }
 
 void cg_avx2_conv_bwd_weight(float *dw, const float *x, const float *dy, const cg_conv_desc *c) {
+    if (cg_avx2_conv1x1_takes(c)) {
+        cg_avx2_conv1x1_bwd_weight(dw, x, dy, c);
+        return;
+    }
     if (unplanned(c, 8)) {
         cg_ref_conv_bwd_weight(dw, x, dy, c);
         return;

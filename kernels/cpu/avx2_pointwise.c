@@ -4,9 +4,13 @@
  *
  * Work unit: one sample × one block of VB voxels. The block's input is normalised (layer
  * norm with the previous layer's statistics, per-voxel gamma/beta) and activated (leaky
- * ReLU) into a small per-thread buffer A (Ci × VB, about 48 KB for 128 channels), which
- * stays in L1/L2 while the broadcast tiles (avx2_tile.h) multiply it by the (Co × Ci)
- * weights and write the block's Co output rows. So the normalised activations never go to
+ * ReLU) into a small per-thread buffer A (Ci × VB, about 96 KB for 128 channels), which
+ * stays in L2 while register tiles multiply it by the (Co × Ci) weights and write the
+ * block's Co output rows: for layers with 16 or more channels both ways, the packed 4×24
+ * microkernel of avx2_packed.h (A written straight into panels of 24 voxels, as
+ * avx2_conv1x1.c packs its input); for thin layers (1→128, 128→1) the broadcast tiles of
+ * avx2_tile.h. Threads take blocks one at a time from a shared counter, prefetching the
+ * next block's input while they compute. So the normalised activations never go to
  * memory, and each 128-channel output block is read back for its statistics while it is
  * still in cache: per block and channel, the sum and the sum of squared deviations from
  * the block mean. The blocks are combined at the end in block order (Chan's parallel
@@ -18,15 +22,22 @@
  * once by the next layer.
  */
 #include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
 #include "core/threads.h"
 #include "kernels/cpu/avx2.h"
+#include "kernels/cpu/avx2_packed.h"
 #include "kernels/cpu/avx2_tile.h"
 #include "kernels/cpu/avx2_util.h"
 
-#define VB 192 /* voxels per block: 24 vectors */
+#define VB 192 /* voxels per block: 24 vectors, 8 panels of PK_NR */
+#define PK_MR 4 /* the packed microkernel's tile (avx2_packed.h): 4 channels × 24 voxels */
+#define PK_NV 3
+#define PK_NR (8 * PK_NV)
+#define PK_MIN 16 /* layers with fewer channels in or out keep the broadcast tiles */
 
 typedef struct {
     float *y;
@@ -35,31 +46,45 @@ typedef struct {
     float slope;
     int64_t B, V, nblk;
     int Ci, Co, R, TV;       /* tile: R output channels × TV vectors */
+    int packed;              /* A in panels of PK_NR voxels and the packed microkernel (R = PK_MR) */
     const float *wp;         /* packed weights (ceil(Co/R) blocks of Ci × R) */
-    const int32_t *off;      /* (Ci) row offsets in A */
+    const int32_t *off;      /* (Ci) row offsets in A (broadcast tiles) */
     const float *bsum;       /* (B, Co rounded up to R) bias + per-sample bias */
     float *scratch;          /* per worker: Ci × VB */
     double *stats;           /* (B, nblk, Co, 2): block sum, block M2; NULL when not wanted */
+    atomic_llong next;       /* the next block (sample · nblk + block) to take */
 } pw_job;
 
-/* A[ci][0 .. nv) = act(norm(x[b][ci][v0 ..])), zero past nv. */
-static void load_block(const pw_job *J, float *A, int64_t b, int64_t v0, int nv) {
+/* A[ci][0 .. nv) = act(norm(x[b][ci][v0 ..])), zero past nv. Rows of VB voxels, or
+ * (packed) panels of PK_NR voxels: voxel v of channel ci at ((v/PK_NR)·Ci + ci)·PK_NR + v%PK_NR. */
+static void load_block(const pw_job *J, float *A, int64_t b, int64_t v0, int nv, const float *nxt) {
     const __m256 zero = _mm256_setzero_ps(), slope = _mm256_set1_ps(J->slope);
+    const int pw = J->packed ? PK_NR : VB;
+    const int64_t pstr = J->packed ? (int64_t)J->Ci * PK_NR : 0, cstr = pw;
     for (int ci = 0; ci < J->Ci; ci++) {
         const float *xr = J->x + (b * J->Ci + ci) * J->V + v0;
-        float *ar = A + (int64_t)ci * VB;
+        float *ar = A + ci * cstr;
         __m256 m = zero, r = zero;
         if (J->x_mean) {
             m = _mm256_set1_ps(J->x_mean[b * J->Ci + ci]);
             r = _mm256_set1_ps(J->x_rstd[b * J->Ci + ci]);
         }
-        /* the next block's row, so that 128 short streams do not each wait on memory */
-        if (v0 + 2 * VB <= J->V)
-            for (int v = 0; v < VB; v += 16) _mm_prefetch((const char *)(xr + VB + v), _MM_HINT_T1);
-        for (int v = 0; v < VB; v += 8) {
+        /* nxt: the next block's row, so that 128 short streams do not each wait on memory
+         * (the packed path spreads these over its tiles instead) */
+        if (nxt)
+            for (int v = 0; v < VB; v += 16) _mm_prefetch((const char *)(nxt + ci * J->V + v), _MM_HINT_T1);
+        /* dst steps through the row, jumping to the next panel every pw voxels (no
+         * division per vector: it cost a tenth of the layer) */
+        float *dst = ar - 8;
+        for (int v = 0, col = -8; v < VB; v += 8) {
             int n = nv - v;
+            dst += 8;
+            if ((col += 8) == pw) {
+                col = 0;
+                dst += pstr - pw;
+            }
             if (n <= 0) {
-                _mm256_storeu_ps(ar + v, zero);
+                _mm256_storeu_ps(dst, zero);
                 continue;
             }
             __m256i mk = cg_avx2_mask(n >= 8 ? 8 : n);
@@ -73,20 +98,42 @@ static void load_block(const pw_job *J, float *A, int64_t b, int64_t v0, int nv)
             }
             if (J->act) t = _mm256_blendv_ps(t, _mm256_mul_ps(t, slope), _mm256_cmp_ps(t, zero, _CMP_LE_OQ));
             if (n < 8) t = _mm256_and_ps(t, _mm256_castsi256_ps(mk));
-            _mm256_storeu_ps(ar + v, t);
+            _mm256_storeu_ps(dst, t);
         }
     }
 }
 
+/* One pool item per thread: each takes blocks one at a time from the shared counter,
+ * claiming the next before it computes the current one (to prefetch it), as in
+ * avx2_conv1x1.c. Block results do not depend on which thread computes them. */
 static void pw_task(void *ctx, int64_t b0, int64_t e0, int worker) {
-    const pw_job *J = ctx;
+    pw_job *J = ctx;
     float *A = J->scratch + (int64_t)worker * J->Ci * VB;
-    const int64_t nrb = (J->Co + J->R - 1) / J->R, corow = nrb * J->R;
-    for (int64_t it = b0; it < e0; it++) {
+    const int64_t nrb = (J->Co + J->R - 1) / J->R, corow = nrb * J->R, nitems = J->B * J->nblk;
+    int64_t it = b0 < e0 ? atomic_fetch_add(&J->next, 1) : nitems;
+    for (int64_t next; it < nitems; it = next) {
+        next = atomic_fetch_add(&J->next, 1);
         int64_t b = it / J->nblk, blk = it % J->nblk, v0 = blk * VB;
         int nv = (int)(J->V - v0 < VB ? J->V - v0 : VB);
-        load_block(J, A, b, v0, nv);
-        for (int64_t rb = 0; rb < nrb; rb++) {
+        /* the next block's input: the broadcast tiles fetch it channel by channel while this
+         * block loads (whole blocks only), the packed path a few lines per tile */
+        const int64_t nv0 = next % J->nblk * VB;
+        const float *nx = next < nitems ? J->x + next / J->nblk * J->Ci * J->V + nv0 : NULL;
+        load_block(J, A, b, v0, nv, !J->packed && nx && nv0 + VB <= J->V ? nx : NULL);
+        cg_pk_cursor pf = cg_pk_prefetch_start(J->packed ? nx : NULL, J->V, J->Ci, J->V - nv0 < VB ? J->V - nv0 : VB);
+        const int64_t per_tile = (pf.left + nrb * (VB / PK_NR) - 1) / (nrb * (VB / PK_NR));
+        for (int64_t rb = 0; J->packed && rb < nrb; rb++) {
+            const int R = (int)(J->Co - rb * PK_MR < PK_MR ? J->Co - rb * PK_MR : PK_MR);
+            float *y = J->y + (b * J->Co + rb * PK_MR) * J->V + v0;
+            for (int j = 0; j * PK_NR < nv; j++) {
+                cg_pk_prefetch_step(&pf, per_tile);
+                __m256 acc[PK_MR * PK_NV];
+                cg_pk_kernel(PK_MR, PK_NV, PK_MR, J->Ci, J->wp + rb * PK_MR * J->Ci, 1, PK_MR, A + j * J->Ci * PK_NR, acc);
+                cg_pk_store(PK_MR, PK_NV, acc, y + j * PK_NR, J->V, R, nv - j * PK_NR < PK_NR ? nv - j * PK_NR : PK_NR,
+                            J->bsum + b * corow + rb * PK_MR, 0);
+            }
+        }
+        for (int64_t rb = 0; !J->packed && rb < nrb; rb++) {
             int R = (int)(J->Co - rb * J->R < J->R ? J->Co - rb * J->R : J->R);
             for (int p0 = 0; p0 < nv; p0 += 8 * J->TV) {
                 int nvec = (nv - p0 + 7) / 8, TV = nvec < J->TV ? nvec : J->TV;
@@ -114,29 +161,43 @@ static void pw_task(void *ctx, int64_t b0, int64_t e0, int worker) {
             const float *yr = J->y + (b * J->Co + co) * J->V + v0;
             /* the sum in double: with a mean far from zero a float sum would misplace the
              * mean by a good fraction of a small standard deviation */
-            __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
-            for (int v = 0; v < nv; v += 8) {
+            /* two vectors a step, four chains of adds (one chain waits on the add latency) */
+            __m256d s0 = _mm256_setzero_pd(), s1 = s0, s2 = s0, s3 = s0;
+            int v = 0;
+            for (; v + 16 <= nv; v += 16) {
+                __m256 y0 = _mm256_loadu_ps(yr + v), y1 = _mm256_loadu_ps(yr + v + 8);
+                s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(y0)));
+                s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(y0, 1)));
+                s2 = _mm256_add_pd(s2, _mm256_cvtps_pd(_mm256_castps256_ps128(y1)));
+                s3 = _mm256_add_pd(s3, _mm256_cvtps_pd(_mm256_extractf128_ps(y1, 1)));
+            }
+            for (; v < nv; v += 8) {
                 int n = nv - v;
                 __m256 y = n >= 8 ? _mm256_loadu_ps(yr + v) : _mm256_maskload_ps(yr + v, cg_avx2_mask(n));
                 s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(y)));
                 s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(y, 1)));
             }
-            s0 = _mm256_add_pd(s0, s1);
-            __m128d s2 = _mm_add_pd(_mm256_castpd256_pd128(s0), _mm256_extractf128_pd(s0, 1));
-            double sum = _mm_cvtsd_f64(_mm_add_sd(s2, _mm_unpackhi_pd(s2, s2)));
-            __m256 mean = _mm256_set1_ps((float)(sum / nv)), q = _mm256_setzero_ps();
-            for (int v = 0; v < nv; v += 8) {
+            s0 = _mm256_add_pd(_mm256_add_pd(s0, s1), _mm256_add_pd(s2, s3));
+            __m128d sh = _mm_add_pd(_mm256_castpd256_pd128(s0), _mm256_extractf128_pd(s0, 1));
+            double sum = _mm_cvtsd_f64(_mm_add_sd(sh, _mm_unpackhi_pd(sh, sh)));
+            __m256 mean = _mm256_set1_ps((float)(sum / nv)), q0 = _mm256_setzero_ps(), q1 = q0;
+            for (v = 0; v + 16 <= nv; v += 16) {
+                __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(yr + v), mean), d1 = _mm256_sub_ps(_mm256_loadu_ps(yr + v + 8), mean);
+                q0 = _mm256_fmadd_ps(d0, d0, q0);
+                q1 = _mm256_fmadd_ps(d1, d1, q1);
+            }
+            for (; v < nv; v += 8) {
                 int n = nv - v;
                 __m256 d = _mm256_sub_ps(n >= 8 ? _mm256_loadu_ps(yr + v) : _mm256_maskload_ps(yr + v, cg_avx2_mask(n)),
                                          mean);
                 if (n < 8) d = _mm256_and_ps(d, _mm256_castsi256_ps(cg_avx2_mask(n)));
-                q = _mm256_fmadd_ps(d, d, q);
+                q0 = _mm256_fmadd_ps(d, d, q0);
             }
             /* M2 about the block mean: Σ(y - m)² with m rounded to float, corrected for the
              * rounding: Σ(y - m_f)² = M2 + n·(m - m_f)² */
             double mf = (double)(float)(sum / nv), dm = sum / nv - mf;
             st[2 * co] = sum;
-            st[2 * co + 1] = cg_avx2_hsum_pd(q) - nv * dm * dm;
+            st[2 * co + 1] = cg_avx2_hsum_pd(_mm256_add_ps(q0, q1)) - nv * dm * dm;
         }
     }
 }
@@ -156,6 +217,10 @@ void cg_avx2_pointwise_layer(float *y, float *y_mean, float *y_rstd, const float
             double t = (double)nrb * nseg * cg_avx2_bcast_cost(R, 1, TV, Ci);
             if (t < best) { best = t; bestR = R; bestV = TV; }
         }
+    /* Layers with many channels both ways: the packed microkernel, whose weight panels are
+     * the broadcast tiles' packing with R = PK_MR. */
+    const int packed = Ci >= PK_MIN && Co >= PK_MIN;
+    if (packed) bestR = PK_MR;
     const int64_t nrb = (Co + bestR - 1) / bestR, corow = nrb * bestR, nblk = (V + VB - 1) / VB;
     const int nt = cg_threads_get();
     float *wp = cg_xmalloc((size_t)(corow * (Ci ? Ci : 1)) * sizeof(float));
@@ -174,9 +239,10 @@ void cg_avx2_pointwise_layer(float *y, float *y_mean, float *y_rstd, const float
     float *scratch = cg_avx2_scratch_get((size_t)nt * (Ci ? Ci : 1) * VB * sizeof(float));
     double *stats = y_mean ? cg_avx2_scratch_get((size_t)(B * nblk * Co * 2) * sizeof(double)) : NULL;
     pw_job J = {.y = y, .x = x, .x_mean = x_mean, .x_rstd = x_rstd, .gamma = gamma, .beta = beta, .act = act,
-                .slope = slope, .B = B, .V = V, .nblk = nblk, .Ci = Ci, .Co = Co, .R = bestR, .TV = bestV,
+                .slope = slope, .B = B, .V = V, .nblk = nblk, .Ci = Ci, .Co = Co, .R = bestR, .TV = bestV, .packed = packed,
                 .wp = wp, .off = off, .bsum = bsum, .scratch = scratch, .stats = stats};
-    cg_parallel_for(B * nblk, 1, pw_task, &J);
+    atomic_init(&J.next, 0);
+    cg_parallel_for(nt, 1, pw_task, &J);
     if (y_mean) {
         /* Combine the blocks in order: n, mean and M2 of the union (Chan et al.). */
         for (int64_t b = 0; b < B; b++)
