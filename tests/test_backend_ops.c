@@ -648,10 +648,11 @@ static int64_t det_run(const cg_backend *be, int threads, float *out) {
     int64_t n = 0;
 #define DET_RAND(p, cnt) cg_philox_fill_uniform((p), (cnt), seed, cg_rng_take(&r, (cnt)), -1.0f, 1.0f)
     float *buf = malloc(sizeof(float) * 400000);
-    cg_conv_desc cs[3] = {conv_desc(2, 16, 12, 13, 12, 14, 3, 3, 3, 1, 1, 1, 1, 1, 1),
+    cg_conv_desc cs[4] = {conv_desc(2, 16, 12, 13, 12, 14, 3, 3, 3, 1, 1, 1, 1, 1, 1),
                           conv_desc(3, 8, 16, 14, 14, 14, 4, 4, 4, 2, 2, 2, 1, 1, 1),
-                          conv_desc(3, 20, 18, 9, 10, 13, 1, 1, 1, 1, 1, 1, 0, 0, 0)}; /* packed 1x1 GEMMs */
-    for (int i = 0; i < 3; i++) {
+                          conv_desc(3, 20, 18, 9, 10, 13, 1, 1, 1, 1, 1, 1, 0, 0, 0),  /* packed 1x1 GEMMs */
+                          conv_desc(3, 2, 16, 14, 13, 15, 4, 4, 4, 2, 2, 2, 1, 1, 1)}; /* few input channels */
+    for (int i = 0; i < 4; i++) {
         cg_conv_desc c = cs[i];
         for (int d = 0; d < 3; d++) c.out[d] = (c.in[d] + 2 * c.pad[d] - c.k[d]) / c.stride[d] + 1;
         int64_t nx = c.N * c.Ci * c.in[0] * c.in[1] * c.in[2], ny = c.N * c.Co * c.out[0] * c.out[1] * c.out[2];
@@ -661,20 +662,6 @@ static int64_t det_run(const cg_backend *be, int threads, float *out) {
         DET_RAND(x, nx);
         DET_RAND(w, nw);
         DET_RAND(dy, ny);
-        be->conv_fwd(out + n, x, w, NULL, &c);
-        n += ny;
-        be->conv_bwd_data(out + n, dy, w, &c);
-        n += nx;
-        be->conv_bwd_weight(out + n, x, dy, &c);
-        n += nw;
-    }
-    { /* few input channels (avx2_conv_thin.c) */
-        cg_conv_desc c = conv_desc(3, 2, 16, 14, 13, 15, 4, 4, 4, 2, 2, 2, 1, 1, 1);
-        for (int d = 0; d < 3; d++) c.out[d] = (c.in[d] + 2 * c.pad[d] - c.k[d]) / c.stride[d] + 1;
-        int64_t nx = c.N * c.Ci * c.in[0] * c.in[1] * c.in[2], ny = c.N * c.Co * c.out[0] * c.out[1] * c.out[2];
-        int64_t nw = (int64_t)c.Co * c.Ci * c.k[0] * c.k[1] * c.k[2];
-        float *x = buf, *w = x + nx, *dy = w + nw;
-        DET_RAND(x, nx + nw + ny);
         be->conv_fwd(out + n, x, w, NULL, &c);
         n += ny;
         be->conv_bwd_data(out + n, dy, w, &c);
