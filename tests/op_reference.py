@@ -196,9 +196,23 @@ def layer_norm_grad(x, naxes, gamma, beta, eps, g):
 
 # ---------------------------------------------------------------- sorted-kernel MMD (§1.7)
 
-def mmd_hit_loss_cast_mean(recon_x, x, alpha):
+def _f32_spread(E, alpha, a, b):
+    """For bounds: E·(1 + alpha·(a² + b² + 2|a·b|)), the size of the float32 rounding error
+    of E = exp(-alpha·(a² + b² - 2ab)) in units of float32's epsilon: the literal formula
+    computes the exponent from squares that cancel when a ≈ b."""
+    return np.abs(E) * (1 + alpha * (a * a + b * b + 2 * np.abs(a * b)))
+
+
+def _f32_grad_spread(E, alpha, a, b):
+    """For bounds: the same for the term 2·alpha·(a - b)·E of the gradient, which autograd
+    forms as 2a·alpha·E - 2b·alpha·E (cancelling when a ≈ b) times E's own error."""
+    return 2 * alpha * (np.abs(a) + np.abs(b) + np.abs(a - b) * _f32_spread(1.0, alpha, a, b)) * np.abs(E)
+
+
+def mmd_hit_loss_cast_mean(recon_x, x, alpha, bound=False):
     """The BIB-AE code's per-sample window MMD, literally: outer products and their
-    diagonals (models.md §1.7). recon_x, x: (B, k). Returns (B,)."""
+    diagonals (models.md §1.7). recon_x, x: (B, k). Returns (B,). With bound=True, the
+    sum of the terms' rounding-error sizes instead (see _f32_spread)."""
     B = x.shape[0]
     xb = x.reshape(B, 1, -1)
     yb = recon_x.reshape(B, 1, -1)
@@ -210,6 +224,10 @@ def mmd_hit_loss_cast_mean(recon_x, x, alpha):
     K = np.exp(-alpha * (rx.transpose(0, 2, 1) + rx - 2 * xx))
     L = np.exp(-alpha * (ry.transpose(0, 2, 1) + ry - 2 * yy))
     P = np.exp(-alpha * (ry.transpose(0, 2, 1) + rx - 2 * xy))
+    if bound:
+        xi, xj, yi, yj = x[:, :, None], x[:, None, :], recon_x[:, :, None], recon_x[:, None, :]
+        K, L, P = _f32_spread(K, alpha, xi, xj), _f32_spread(L, alpha, yi, yj), _f32_spread(P, alpha, yi, xj)
+        return K.mean(axis=(1, 2)) + L.mean(axis=(1, 2)) + 2 * P.mean(axis=(1, 2))
     return K.mean(axis=(1, 2)) + L.mean(axis=(1, 2)) - 2 * P.mean(axis=(1, 2))
 
 
@@ -223,9 +241,10 @@ def _windows(npix, kernel, stride, cutoff):
     return [(j, min(j + kernel, npix)) for j in range(0, min(cutoff, npix), stride)]
 
 
-def mmd_sorted_kernel(recon, real, kernel, stride, cutoff, alpha):
+def mmd_sorted_kernel(recon, real, kernel, stride, cutoff, alpha, bound=False):
     """mmd_hit_sortKernel on the descending-sorted hits of each shower: windows of `kernel`
-    ranks every `stride` ranks below `cutoff`, averaged over windows and batch. Shape ()."""
+    ranks every `stride` ranks below `cutoff`, averaged over windows and batch. Shape ().
+    bound=True: the size of its float32 rounding error in units of epsilon (_f32_spread)."""
     recon, real = _f64(recon, real)
     B = recon.shape[0]
     ys, _ = _sort_desc(recon.reshape(B, -1))
@@ -233,16 +252,17 @@ def mmd_sorted_kernel(recon, real, kernel, stride, cutoff, alpha):
     win = _windows(ys.shape[1], kernel, stride, cutoff)
     out = np.zeros(B)
     for j, e in win:
-        out += mmd_hit_loss_cast_mean(ys[:, j:e], xs[:, j:e], alpha)
+        out += mmd_hit_loss_cast_mean(ys[:, j:e], xs[:, j:e], alpha, bound)
     return np.array(out.mean() / len(win))
 
 
-def mmd_sorted_kernel_grad(recon, real, kernel, stride, cutoff, alpha, g):
+def mmd_sorted_kernel_grad(recon, real, kernel, stride, cutoff, alpha, g, bound=False):
     """Per window, with u = generated and v = real values at the window's ranks and
     E(a, b) = exp(-alpha (a - b)²), dE/da = -2 alpha (a - b) E:
       d/du_i [mean E(u,u) - 2 mean E(u,v)] = (2/k²) Σ_j [-2a(u_i-u_j)E(u_i,u_j) + 2a(u_i-v_j)E(u_i,v_j)]
     and symmetrically for v. Window gradients add up per rank and go back to the cells
-    through the sorting permutation."""
+    through the sorting permutation. bound=True: per cell, the size of the float32 rounding
+    error in units of epsilon (_f32_grad_spread)."""
     recon, real, g = _f64(recon, real, g)
     B = recon.shape[0]
     ys, iy = _sort_desc(recon.reshape(B, -1))
@@ -257,10 +277,16 @@ def mmd_sorted_kernel_grad(recon, real, kernel, stride, cutoff, alpha, g):
         dvv = v[:, :, None] - v[:, None, :]
         duv = u[:, :, None] - v[:, None, :]  # [i, j] = u_i - v_j
         Euu, Evv, Euv = np.exp(-alpha * duu ** 2), np.exp(-alpha * dvv ** 2), np.exp(-alpha * duv ** 2)
-        du = (2 * (-2 * alpha * duu * Euu).sum(axis=2) - 2 * (-2 * alpha * duv * Euv).sum(axis=2)) / k2
-        dv = (2 * (-2 * alpha * dvv * Evv).sum(axis=2) - 2 * (2 * alpha * duv * Euv).sum(axis=1)) / k2
-        dys[:, j:e] += du * scale
-        dxs[:, j:e] += dv * scale
+        if bound:
+            ui, uj, vi, vj = u[:, :, None], u[:, None, :], v[:, :, None], v[:, None, :]
+            Guv = _f32_grad_spread(Euv, alpha, ui, vj)
+            du = (2 * _f32_grad_spread(Euu, alpha, ui, uj).sum(axis=2) + 2 * Guv.sum(axis=2)) / k2
+            dv = (2 * _f32_grad_spread(Evv, alpha, vi, vj).sum(axis=2) + 2 * Guv.sum(axis=1)) / k2
+        else:
+            du = (2 * (-2 * alpha * duu * Euu).sum(axis=2) - 2 * (-2 * alpha * duv * Euv).sum(axis=2)) / k2
+            dv = (2 * (-2 * alpha * dvv * Evv).sum(axis=2) - 2 * (2 * alpha * duv * Euv).sum(axis=1)) / k2
+        dys[:, j:e] += du * (abs(scale) if bound else scale)
+        dxs[:, j:e] += dv * (abs(scale) if bound else scale)
     drecon, dreal = np.zeros_like(ys), np.zeros_like(xs)
     np.put_along_axis(drecon, iy, dys, axis=1)
     np.put_along_axis(dreal, ix, dxs, axis=1)
