@@ -116,12 +116,8 @@ static int64_t file_size(const char *path) {
 }
 
 static uint8_t *slurp(const char *path, int64_t *n) {
-    *n = file_size(path);
-    uint8_t *buf = malloc((size_t)(*n > 0 ? *n : 1));
-    FILE *f = fopen(path, "rb");
-    CG_ASSERT(f && buf);
-    CG_ASSERT(fread(buf, 1, (size_t)*n, f) == (size_t)*n);
-    fclose(f);
+    uint8_t *buf = (uint8_t *)tfile_read(path, n);
+    CG_ASSERT(buf);
     return buf;
 }
 

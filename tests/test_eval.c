@@ -16,33 +16,9 @@
 #include "models/eval/observables.h"
 #include "models/eval/report.h"
 #include "test.h"
+#include "test_tmpdir.h"
 
 #define NEAR(a, b, tol) CHECK_NEAR(a, b, (tol) * fmax(1.0, fabs((double)(b))))
-
-/* a fresh folder for the outputs, removed at the end */
-static char tmpdir[256];
-static void make_tmpdir(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/cg_test_eval.XXXXXX");
-    CG_ASSERT(mkdtemp(tmpdir));
-}
-static void remove_tmpdir(void) {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
-}
-
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    size_t got = fread(s, 1, (size_t)n, f);
-    s[got] = 0;
-    fclose(f);
-    return s;
-}
 
 /* ------------------------------------------------------------- observables ---- */
 
@@ -349,7 +325,7 @@ static int all_zero_or_null(const char *js, const char *key) {
 static bool json_clean(const char *dir) {
     char p[400];
     snprintf(p, sizeof p, "%s/metrics.json", dir);
-    char *s = slurp(p);
+    char *s = tfile_read(p, NULL);
     if (!s) return false;
     /* no NaN or inf anywhere: unknown numbers are null */
     bool ok = !strstr(s, "nan") && !strstr(s, "NaN") && !strstr(s, "inf") && !strstr(s, "Infinity");
@@ -369,7 +345,7 @@ static void test_sample_against_itself(void) {
     o.seed = test_seed();
     cg_eval_summary s;
     char dir[300];
-    snprintf(dir, sizeof dir, "%s/self", tmpdir);
+    snprintf(dir, sizeof dir, "%s/self", g_dir);
     CHECK(cg_evaluate_samples(&ra, &rb, dir, &o, &s) == CG_OK);
     CHECK(s.n_reference == 600 && s.n_generated == 600);
     CHECK(s.sp_e_ratio == 0 && s.sp_e_vis == 0 && s.sp_n_hits == 0 && s.sp_cells == 0 && s.sp_max == 0);
@@ -379,7 +355,7 @@ static void test_sample_against_itself(void) {
     /* every observable's metrics in the JSON are 0 */
     char p[400];
     snprintf(p, sizeof p, "%s/metrics.json", dir);
-    char *js = slurp(p);
+    char *js = tfile_read(p, NULL);
     CHECK(js && strstr(js, "\"separation_power\": 0,"));
     /* 19 scalars, 10 layers, cells, the energy conditioning, and the bins' scalars */
     CHECK_MSG(js && all_zero_or_null(js, "separation_power") > 31, "%d", js ? all_zero_or_null(js, "separation_power") : 0);
@@ -408,7 +384,7 @@ static void test_bad_inputs(void) {
     cg_eval_opts o;
     cg_eval_defaults(&o);
     char dir[300];
-    snprintf(dir, sizeof dir, "%s/bad", tmpdir);
+    snprintf(dir, sizeof dir, "%s/bad", g_dir);
     CHECK(cg_evaluate_samples(&ra, &rb, dir, &o, NULL) == CG_ERR_INVALID);
     CHECK(strstr(cg_last_error(), "different geometries") && strstr(cg_last_error(), "b.cvox"));
     CHECK(cg_evaluate_samples(&ra, &rc, dir, &o, NULL) == CG_ERR_INVALID);
@@ -430,7 +406,7 @@ static void test_bad_inputs(void) {
     CHECK(json_clean(dir));
     char p[400];
     snprintf(p, sizeof p, "%s/metrics.json", dir);
-    char *js = slurp(p);
+    char *js = tfile_read(p, NULL);
     CHECK(js && strstr(js, "too few defined values") && strstr(js, "\"auc\": null") && strstr(js, "need 50"));
     free(js);
     free(a.dense), free(a.cond), free(b.dense), free(b.cond), free(c.dense), free(c.cond);
@@ -466,14 +442,14 @@ static void test_units(void) {
     cg_eval_defaults(&o);
     o.classifier[0] = o.classifier[1] = false;
     char d1[300], d2[300], p[400];
-    snprintf(d1, sizeof d1, "%s/units_mev", tmpdir);
-    snprintf(d2, sizeof d2, "%s/units_gev", tmpdir);
+    snprintf(d1, sizeof d1, "%s/units_mev", g_dir);
+    snprintf(d2, sizeof d2, "%s/units_gev", g_dir);
     CHECK(cg_evaluate_samples(&ra, &ra, d1, &o, NULL) == CG_OK);
     CHECK(cg_evaluate_samples(&rb, &rb, d2, &o, NULL) == CG_OK);
     snprintf(p, sizeof p, "%s/metrics.json", d1);
-    char *j1 = slurp(p);
+    char *j1 = tfile_read(p, NULL);
     snprintf(p, sizeof p, "%s/metrics.json", d2);
-    char *j2 = slurp(p);
+    char *j2 = tfile_read(p, NULL);
     CHECK(j1 && j2);
     if (j1 && j2) {
         NEAR(json_number(j2, "\"threshold\"", "mev"), json_number(j1, "\"threshold\"", "mev"), 1e-6);
@@ -493,7 +469,7 @@ static void test_units(void) {
 
 int main(void) {
     test_seed();
-    make_tmpdir();
+    if (tmpdir_make("eval")) return 1;
     TEST_RUN(test_observables_by_hand);
     TEST_RUN(test_observables_polar_and_layers);
     TEST_RUN(test_distances_known);
@@ -503,6 +479,6 @@ int main(void) {
     TEST_RUN(test_sample_against_itself);
     TEST_RUN(test_bad_inputs);
     TEST_RUN(test_units);
-    remove_tmpdir();
+    tmpdir_remove();
     return test_summary();
 }

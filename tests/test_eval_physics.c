@@ -18,10 +18,9 @@
 #include "models/eval/evaluate.h"
 #include "models/eval/observables.h"
 #include "test.h"
+#include "test_tmpdir.h"
 
 #define N 2000
-
-static char tmpdir[256];
 
 static float *simulate(uint64_t seed, cg_cvox_info *info, float **cond) {
     cg_sim_opts o;
@@ -50,19 +49,6 @@ static double metric_of(const char *js, const char *key, const char *metric) {
     return p ? strtod(p + strlen(m), NULL) : NAN;
 }
 
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    size_t got = fread(s, 1, (size_t)n, f);
-    s[got] = 0;
-    fclose(f);
-    return s;
-}
-
 static const char *ENERGY[] = {"e_vis_over_e_inc", "e_vis", "e_max", "e_layer_5", "e_layer_10", "e_layer_15", "e_layer_25", "cell_energy"};
 static const char *SHAPE[] = {"cog_x", "cog_y", "cog_z", "width_x", "width_y", "width_z", "r_mean", "r_width",
                               "e1_e9", "e9_e21", "angle_x", "angle_y", "asym_x", "asym_y"};
@@ -70,7 +56,7 @@ static const char *SHAPE[] = {"cog_x", "cog_y", "cog_z", "width_x", "width_y", "
 #define NS (int)(sizeof SHAPE / sizeof SHAPE[0])
 
 static void run(const char *name, float *ref, float *gen, const cg_cvox_info *info, float *cref, float *cgen,
-                double *sp_energy, double *ks_energy, double *sp_shape, double *auc) {
+                double *sp_energy, double *ks_energy, double *mean_energy, double *sp_shape, double *auc) {
     cg_eval_sample a = {"reference", info, N, ref, cref}, b = {name, info, N, gen, cgen};
     cg_eval_opts o;
     cg_eval_defaults(&o);
@@ -79,17 +65,18 @@ static void run(const char *name, float *ref, float *gen, const cg_cvox_info *in
     o.cls_max_per_class[1] = 600;
     o.cls_epochs[1] = 3;
     char dir[300];
-    snprintf(dir, sizeof dir, "%s/%s", tmpdir, name);
+    snprintf(dir, sizeof dir, "%s/%s", g_dir, name);
     cg_eval_summary s;
     CHECK(cg_evaluate_samples(&a, &b, dir, &o, &s) == CG_OK);
     char p[400];
     snprintf(p, sizeof p, "%s/metrics.json", dir);
-    char *js = slurp(p);
+    char *js = tfile_read(p, NULL);
     CG_ASSERT(js);
     printf("  %s:", name);
     for (int i = 0; i < NE; i++) {
         sp_energy[i] = metric_of(js, ENERGY[i], "separation_power");
         ks_energy[i] = metric_of(js, ENERGY[i], "ks");
+        mean_energy[i] = metric_of(js, ENERGY[i], "mean_generated");
         printf(" %s %.4f/%.4f", ENERGY[i], sp_energy[i], ks_energy[i]);
     }
     printf("\n   ");
@@ -107,10 +94,10 @@ static void test_independent_and_shifted(void) {
     cg_cvox_info info;
     float *cref, *cgen;
     float *ref = simulate(test_seed(), &info, &cref), *gen = simulate(test_seed() + 1000, &info, &cgen);
-    double e0[NE], k0[NE], s0[NS], a0[2], e1[NE], k1[NE], s1[NS], a1[2];
-    run("independent", ref, gen, &info, cref, cgen, e0, k0, s0, a0);
+    double e0[NE], k0[NE], m0[NE], s0[NS], a0[2], e1[NE], k1[NE], m1[NE], s1[NS], a1[2];
+    run("independent", ref, gen, &info, cref, cgen, e0, k0, m0, s0, a0);
     for (int64_t i = 0; i < (int64_t)N * info.geom.ncells; i++) gen[i] *= 1.05f;
-    run("scaled", ref, gen, &info, cref, cgen, e1, k1, s1, a1);
+    run("scaled", ref, gen, &info, cref, cgen, e1, k1, m1, s1, a1);
 
     /* the independent sample: nothing stands out */
     for (int i = 0; i < NE; i++) CHECK_MSG(e0[i] < 0.05, "independent: %s SP %.4f", ENERGY[i], e0[i]);
@@ -129,8 +116,17 @@ static void test_independent_and_shifted(void) {
     for (int i = 1; i < NE; i++) ks0 += k0[i], ks1 += k1[i];
     CHECK_MSG(e1[0] > 0.06 && k1[0] > 0.15, "scaled: E_vis/E_inc SP %.4f KS %.4f", e1[0], k1[0]);
     CHECK_MSG(e1[0] > 3 * max_s, "scaled: E_vis/E_inc SP %.4f vs the largest shape SP %.4f", e1[0], max_s);
-    CHECK_MSG(ks1 > 1.5 * ks0, "scaled: mean KS of the other energy observables %.4f, independent %.4f",
-              ks1 / (NE - 1), ks0 / (NE - 1));
+    /* The other energy observables of the generated showers move by exactly the scale (the
+     * same showers, ×1.05; the cell spectrum has a threshold, and its own check below), and
+     * their KS to the reference grows. How much it grows is not a fixed multiple: a 5% shift
+     * of these broad distributions is worth a KS of ~0.04, the sampling noise of 2000 vs 2000
+     * ~0.027, and the independent sample's own chance offset adds to or cancels the shift
+     * (the ratio of the mean KS ranged 1.48-2.9 over seeds). */
+    for (int i = 1; i < NE - 1; i++)
+        CHECK_MSG(fabs(m1[i] / m0[i] - 1.05) < 1e-4, "scaled: mean %s %.6g, independent %.6g", ENERGY[i], m1[i],
+                  m0[i]);
+    CHECK_MSG(ks1 > ks0, "scaled: mean KS of the other energy observables %.4f, independent %.4f", ks1 / (NE - 1),
+              ks0 / (NE - 1));
     CHECK_MSG(e1[NE - 1] > 5 * e0[NE - 1] + 0.001, "scaled: cell spectrum SP %.4f, independent %.4f", e1[NE - 1],
               e0[NE - 1]);
     CHECK_MSG(a1[0] > 0.75, "scaled: high-level AUC %.4f", a1[0]);
@@ -139,11 +135,8 @@ static void test_independent_and_shifted(void) {
 
 int main(void) {
     test_seed();
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/cg_test_eval_physics.XXXXXX");
-    CG_ASSERT(mkdtemp(tmpdir));
+    if (tmpdir_make("eval_physics")) return 1;
     TEST_RUN(test_independent_and_shifted);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+    tmpdir_remove();
     return test_summary();
 }

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "test.h"
+#include "test_tmpdir.h"
 
 static void minmax(const cg_tensor *t, float *lo, float *hi) {
     float *h = cg_tensor_host_copy(t);
@@ -197,12 +198,6 @@ static void test_training_reduces_loss(void) {
     cg_module_free(root);
 }
 
-static char tmpdir[256];
-static const char *tmp_path(const char *name) {
-    static char p[512];
-    snprintf(p, sizeof p, "%s/%s", tmpdir, name);
-    return p;
-}
 
 static void test_checkpoint_round_trip_and_errors(void) {
     cg_rng rng = cg_rng_make(test_seed() + 2);
@@ -221,7 +216,7 @@ static void test_checkpoint_round_trip_and_errors(void) {
     cg_optim_collect_state(o, &all);
     CHECK(all.n == l.n + 1 + 2 * 5); /* steps + exp_avg, exp_avg_sq of conv.w, conv.b, bn.w, bn.b, fc.w */
     char path[512];
-    snprintf(path, sizeof path, "%s", tmp_path("a.ckpt"));
+    snprintf(path, sizeof path, "%s", tpath("a.ckpt"));
     CHECK(cg_checkpoint_save(path, "test-model", "step = 1\nlr = 0.001\n", &all) == CG_OK);
     /* no temporary file is left behind */
     char tmp[600];
@@ -267,7 +262,7 @@ static void test_checkpoint_round_trip_and_errors(void) {
     CHECK(fread(img, 1, (size_t)size, f) == (size_t)size);
     fclose(f);
     char bad[512];
-    snprintf(bad, sizeof bad, "%s", tmp_path("bad.ckpt"));
+    snprintf(bad, sizeof bad, "%s", tpath("bad.ckpt"));
     for (int trial = 0; trial < 40; trial++) {
         long at = 8 + (long)cg_rng_below(test_rng(), (uint64_t)(size - 8));
         img[at] ^= (unsigned char)(1u << cg_rng_below(test_rng(), 8));
@@ -291,7 +286,7 @@ static void test_checkpoint_round_trip_and_errors(void) {
         CHECK_MSG(cb == NULL, "truncated at %ld not detected", cut);
         cg_checkpoint_free(cb);
     }
-    CHECK(cg_checkpoint_load(tmp_path("missing.ckpt")) == NULL && strstr(cg_last_error(), "cannot open"));
+    CHECK(cg_checkpoint_load(tpath("missing.ckpt")) == NULL && strstr(cg_last_error(), "cannot open"));
     /* writing where it cannot: an error, and the old checkpoint survives untouched */
     CHECK(cg_checkpoint_save("/nonexistent-dir/x.ckpt", "k", "", &all) != CG_OK);
     /* a full disk, emulated with a file-size limit (writes then fail with EFBIG, as they
@@ -323,15 +318,12 @@ static void test_checkpoint_round_trip_and_errors(void) {
 }
 
 int main(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/cg_test_models_%ld", (long)getpid());
-    mkdir(tmpdir, 0700);
+    if (tmpdir_make("models")) return 1;
     TEST_RUN(test_module_tree_and_init);
     TEST_RUN(test_optimizers_match_pytorch);
     TEST_RUN(test_clipping_and_schedules);
     TEST_RUN(test_training_reduces_loss);
     TEST_RUN(test_checkpoint_round_trip_and_errors);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+    tmpdir_remove();
     return test_summary();
 }

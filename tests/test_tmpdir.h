@@ -1,12 +1,14 @@
 /*
  * tests/test_tmpdir.h — a scratch directory for tests that write files: made under
  * $TMPDIR (or /tmp) at the start, removed with everything in it at the end. tpath(name)
- * names a file in it (eight rotating buffers, so one call can take several paths).
+ * names a file in it (eight rotating buffers, so one call can take several paths);
+ * tfile_read(path, &n) reads a file back whole.
  */
 #ifndef CG_TEST_TMPDIR_H
 #define CG_TEST_TMPDIR_H
 
 #include <dirent.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +49,23 @@ static inline int partial_files_left(void) {
         if (strstr(de->d_name, ".partial.")) n++;
     if (d) closedir(d);
     return n;
+}
+
+/* The whole file, NUL-terminated (so text can be searched), in a malloc'd buffer; its size
+ * in *n when n is not NULL. NULL when it cannot be opened. */
+static inline char *tfile_read(const char *path, int64_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = malloc((size_t)(size > 0 ? size : 0) + 1);
+    size_t got = s ? fread(s, 1, (size_t)(size > 0 ? size : 0), f) : 0;
+    fclose(f);
+    if (!s) return NULL;
+    s[got] = 0;
+    if (n) *n = (int64_t)got;
+    return s;
 }
 
 #endif

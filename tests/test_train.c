@@ -9,9 +9,9 @@
 #include <unistd.h>
 
 #include "test.h"
+#include "test_tmpdir.h"
 #include "models/train.h"
 
-static char dir[256];
 static char data_path[512];
 
 /* Synthetic "showers" on an 8x8x8 grid: a longitudinal bump whose depth grows with log E
@@ -103,8 +103,8 @@ static int read_losses(const char *out, double *loss, int max) {
 
 static void test_train_resume_generate(void) {
     char a[512], b[512];
-    snprintf(a, sizeof a, "%s/run_a", dir);
-    snprintf(b, sizeof b, "%s/run_b", dir);
+    snprintf(a, sizeof a, "%s/run_a", g_dir);
+    snprintf(b, sizeof b, "%s/run_b", g_dir);
     CHECK(run(a, NULL, false) == CG_OK);
     double la[200], lb[200];
     int na = read_losses(a, la, 200);
@@ -127,7 +127,7 @@ static void test_train_resume_generate(void) {
     /* generation: events with the training geometry and conditions in range */
     char ck[600], gen[600];
     snprintf(ck, sizeof ck, "%s/model.ckpt", a);
-    snprintf(gen, sizeof gen, "%s/gen.cvox", dir);
+    snprintf(gen, sizeof gen, "%s/gen.cvox", g_dir);
     cg_generate_opts go = {.events = 50, .batch = 16, .seed = 3, .device = CG_CPU, .nset = 1};
     snprintf(go.set_name[0], CG_CVOX_NAME_LEN, "energy");
     go.set_lo[0] = 40;
@@ -161,7 +161,7 @@ static void test_train_resume_generate(void) {
 
 static void test_bad_configs(void) {
     char out[512];
-    snprintf(out, sizeof out, "%s/run_bad", dir);
+    snprintf(out, sizeof out, "%s/run_bad", g_dir);
     CHECK(run(out, "latnet=3", false) != CG_OK && strstr(cg_last_error(), "unknown option 'latnet'"));
     CHECK(run(out, "batch=x", false) != CG_OK && strstr(cg_last_error(), "not an integer"));
     CHECK(run(out, "model=gan9", false) != CG_OK && strstr(cg_last_error(), "unknown model"));
@@ -170,26 +170,23 @@ static void test_bad_configs(void) {
     CHECK(run(out, NULL, true) != CG_OK && strstr(cg_last_error(), "no checkpoint"));
     /* a checkpoint of another kind is refused by name */
     char ck[600];
-    snprintf(ck, sizeof ck, "%s/other.ckpt", dir);
+    snprintf(ck, sizeof ck, "%s/other.ckpt", g_dir);
     cg_named_list none = {0};
     CHECK(cg_checkpoint_save(ck, "bibae", "", &none) == CG_OK);
     cg_generate_opts go = {.events = 1, .batch = 1, .device = CG_CPU};
     cg_generate_result gr;
     char gen[600];
-    snprintf(gen, sizeof gen, "%s/g2.cvox", dir);
+    snprintf(gen, sizeof gen, "%s/g2.cvox", g_dir);
     CHECK(cg_generate(ck, gen, &go, &gr) != CG_OK && strstr(cg_last_error(), "'bibae'"));
     CHECK(access(gen, F_OK) != 0);
 }
 
 int main(void) {
-    snprintf(dir, sizeof dir, "/tmp/cg_test_train_%ld", (long)getpid());
-    mkdir(dir, 0700);
-    snprintf(data_path, sizeof data_path, "%s/toy.cvox", dir);
+    if (tmpdir_make("train")) return 1;
+    snprintf(data_path, sizeof data_path, "%s/toy.cvox", g_dir);
     write_data(data_path, 160);
     TEST_RUN(test_train_resume_generate);
     TEST_RUN(test_bad_configs);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+    tmpdir_remove();
     return test_summary();
 }
