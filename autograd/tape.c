@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "autograd/ops.h"
+#include "core/backend.h"
 
 typedef struct {
     cg_tensor **temps;
@@ -102,6 +103,7 @@ cg_node *cg_op_record(const char *op, cg_backward_fn backward, cg_tensor *out, i
     cg_node *n = cg_xcalloc(1, sizeof *n);
     n->op = op;
     n->backward = backward;
+    n->math = (unsigned char)cg_get_math_mode();
     n->out = out;
     n->nin = nin;
     n->in = cg_xcalloc((size_t)(nin ? nin : 1), sizeof *n->in);
@@ -211,7 +213,9 @@ static cg_status sweep(int nout, cg_tensor *const *outs, cg_tensor *const *gouts
             memset(gin, 0, (size_t)n->nin * sizeof *gin);
             n->create_graph = create_graph;
             cg_tape_pos m = cg_tape_mark();
+            cg_math_mode pm = cg_set_math_mode((cg_math_mode)n->math);
             n->backward(n, out->bw_grad, gin);
+            cg_set_math_mode(pm);
             for (int j = 0; j < n->nin; j++) {
                 if (!n->needs[j] || !gin[j]) continue;
                 if (!cg_same_shape(gin[j], n->in[j])) { /* a bug in that op's backward */

@@ -51,6 +51,7 @@ struct cg_node {
     cg_tensor *saved[4];        /* extra tensors kept for backward (references held) */
     cg_storage *saved_idx;      /* an int32 buffer kept for backward (sort's permutation) */
     bool create_graph;          /* set by the sweep: the backward is being recorded */
+    unsigned char math;         /* the math mode the op ran in: its backward runs in it too */
     CG_ALIGNAS(16) unsigned char args[CG_NODE_ARGS_BYTES]; /* op parameters (see CG_ARGS) */
 };
 

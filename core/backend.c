@@ -10,6 +10,7 @@
 
 #include <pthread.h>
 #include <stddef.h>
+#include <string.h>
 
 /* kernels/cpu/backend_cpu.c */
 const cg_backend *cg_cpu_ref_backend(void);
@@ -63,6 +64,20 @@ const char *cg_device_name(cg_device dev) {
 
 void cg_backend_override_cuda(const cg_backend *table) { g_cuda_override = table; }
 
-static cg_math_mode g_math = CG_MATH_FP32;
+static _Thread_local cg_math_mode g_math = CG_MATH_FP32;
 cg_math_mode cg_get_math_mode(void) { return g_math; }
-void cg_set_math_mode(cg_math_mode m) { g_math = m; }
+cg_math_mode cg_set_math_mode(cg_math_mode m) {
+    cg_math_mode prev = g_math;
+    g_math = m;
+    return prev;
+}
+
+static const char *const MATH_NAMES[] = {"fp32", "tf32", "bf16"};
+const char *cg_math_mode_name(cg_math_mode m) {
+    return (unsigned)m < sizeof MATH_NAMES / sizeof MATH_NAMES[0] ? MATH_NAMES[m] : "unknown";
+}
+int cg_math_mode_parse(const char *s) {
+    for (int i = 0; s && i < (int)(sizeof MATH_NAMES / sizeof MATH_NAMES[0]); i++)
+        if (strcmp(s, MATH_NAMES[i]) == 0) return i;
+    return -1;
+}

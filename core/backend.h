@@ -91,7 +91,8 @@ typedef struct {
 } cg_conv_desc;
 
 /* Math modes for the GPU's matrix kernels: fp32 by default; TF32 and BF16 use tensor cores
- * with fp32 accumulation. The CPU ignores it. Set with cg_set_math_mode(). */
+ * with fp32 accumulation. The CPU ignores it. Set per thread with cg_set_math_mode(), per
+ * module with cg_module_set_math_mode() (models/module.h). */
 typedef enum { CG_MATH_FP32 = 0, CG_MATH_TF32 = 1, CG_MATH_BF16 = 2 } cg_math_mode;
 
 typedef struct cg_backend {
@@ -189,8 +190,15 @@ const cg_backend *cg_backend_cpu_ref(void);
 int cg_device_available(cg_device dev);
 const char *cg_device_name(cg_device dev);
 
+/* The calling thread's math mode (like grad mode, per thread; a new thread starts in fp32).
+ * The backend reads it at each launch. An op on the tape remembers the mode it ran in and
+ * its backward runs in the same mode (as torch.autocast), whatever the mode is then.
+ * cg_set_math_mode returns the previous mode, for save/restore. */
 cg_math_mode cg_get_math_mode(void);
-void cg_set_math_mode(cg_math_mode m);
+cg_math_mode cg_set_math_mode(cg_math_mode m);
+/* "fp32", "tf32", "bf16"; cg_math_mode_parse returns -1 for anything else. */
+const char *cg_math_mode_name(cg_math_mode m);
+int cg_math_mode_parse(const char *s);
 
 /* Tests only: serve `table` as the CUDA device (kernels/cuda/emu/, the CPU emulator of the
  * CUDA kernels, so that CI runs them without a GPU), or the real one again with NULL.

@@ -117,6 +117,7 @@ cg_status cg_generate(const char *checkpoint, const char *out_path, const cg_gen
     cg_loaded_model lm;
     cg_status st = cg_model_load(checkpoint, o->device, &lm);
     if (st != CG_OK) return st;
+    st = cg_model_set_math(lm.family, lm.model, o->device, o->math);
     const cg_cvox_info *info = &lm.info;
     int nc = info->ncond;
     double lo[CG_CVOX_MAX_COND], hi[CG_CVOX_MAX_COND];

@@ -24,6 +24,15 @@ int cg_model_families(const cg_model_family *const **out) {
     return (int)(sizeof FAMILIES / sizeof FAMILIES[0]);
 }
 
+cg_status cg_model_set_math(const cg_model_family *fam, cg_model *m, cg_device dev, const char *spec) {
+    if (!spec || !*spec || strcmp(spec, "fp32") == 0) return CG_OK; /* the default */
+    if (dev != CG_CUDA)
+        return cg_set_error(CG_ERR_INVALID, "math '%s' needs device cuda (the CPU computes in fp32 only)", spec);
+    if (!fam->root) return cg_set_error(CG_ERR_INVALID, "model '%s' does not expose its modules: math must be fp32",
+                                        fam->name);
+    return cg_module_set_math_spec(fam->root(m), spec);
+}
+
 void cg_losses_add(cg_losses *l, const char *name, float value) {
     CG_ASSERT(l->n < CG_MAX_LOSSES);
     snprintf(l->name[l->n], sizeof l->name[0], "%s", name);

@@ -14,7 +14,8 @@
  *                buffers so that a checkpoint carries them;
  *  - collect:    every tensor a checkpoint must hold (parameters, buffers, optimizer state);
  *  - train_step: one optimisation step on a batch; returns the named losses;
- *  - generate:   showers for given conditions.
+ *  - generate:   showers for given conditions;
+ *  - root:       the module tree (the trainer applies the `math` option to it).
  *
  * Tensors: a batch of showers is (B, 1, D, H, W) on regular grids, raw energies in the
  * file's units; conditions are (B, ncond) raw values in the order of the file's
@@ -55,7 +56,12 @@ typedef struct {
     /* showers (B, ncells) for cond (B, ncond); a tape temporary */
     cg_tensor *(*generate)(cg_model *m, cg_tensor *cond, cg_rng *rng);
     void (*destroy)(cg_model *m);
+    cg_module *(*root)(cg_model *m);
 } cg_model_family;
+
+/* Apply a math spec (cg_module_set_math_spec: "tf32", "decoder:tf32,...") to a model on
+ * device dev: on the CPU only "fp32" is accepted (it has no other mode). */
+cg_status cg_model_set_math(const cg_model_family *fam, cg_model *m, cg_device dev, const char *spec);
 
 const cg_model_family *cg_model_family_find(const char *name);
 /* The registered families, for --help. */

@@ -38,6 +38,7 @@ cg_module *cg_module_new(cg_module *parent, const char *name) {
     snprintf(m->name, sizeof m->name, "%s", name ? name : "");
     m->kind = CG_MOD_CONTAINER;
     m->training = true;
+    m->math = -1;
     m->parent = parent;
     if (parent) {
         if (parent->nchildren == parent->cap_children) {
@@ -171,8 +172,7 @@ cg_tensor *cg_module_param(const cg_module *m, const char *name) {
     return NULL;
 }
 
-cg_tensor *cg_module_forward(cg_module *m, cg_tensor *x) {
-    if (!x) return NULL;
+static cg_tensor *layer_forward(cg_module *m, cg_tensor *x) {
     cg_tensor *w = cg_module_param(m, "weight"), *b = cg_module_param(m, "bias");
     switch (m->kind) {
     case CG_MOD_LINEAR: return cg_linear(x, w, b);
@@ -186,6 +186,48 @@ cg_tensor *cg_module_forward(cg_module *m, cg_tensor *x) {
         cg_set_error(CG_ERR_INVALID, "module '%s' is a container and has no forward of its own", m->name);
         return NULL;
     }
+}
+
+cg_tensor *cg_module_forward(cg_module *m, cg_tensor *x) {
+    if (!x) return NULL;
+    cg_math_mode prev = cg_set_math_mode(cg_module_math_mode(m));
+    cg_tensor *y = layer_forward(m, x);
+    cg_set_math_mode(prev);
+    return y;
+}
+
+void cg_module_set_math_mode(cg_module *m, int mode) {
+    CG_ASSERT(mode >= -1 && mode <= CG_MATH_BF16);
+    m->math = (signed char)mode;
+}
+
+cg_math_mode cg_module_math_mode(const cg_module *m) {
+    for (; m; m = m->parent)
+        if (m->math >= 0) return (cg_math_mode)m->math;
+    return cg_get_math_mode();
+}
+
+cg_status cg_module_set_math_spec(cg_module *root, const char *spec) {
+    char buf[512];
+    if (!spec || strlen(spec) >= sizeof buf) return cg_set_error(CG_ERR_INVALID, "math: spec missing or too long");
+    snprintf(buf, sizeof buf, "%s", spec);
+    /* validate everything first: a bad spec changes nothing */
+    for (int pass = 0; pass < 2; pass++) {
+        char tmp[512], *save = NULL;
+        snprintf(tmp, sizeof tmp, "%s", buf);
+        for (char *item = strtok_r(tmp, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+            char *colon = strrchr(item, ':');
+            const char *path = colon ? item : "", *mode_s = colon ? colon + 1 : item;
+            if (colon) *colon = 0;
+            int mode = cg_math_mode_parse(mode_s);
+            if (mode < 0)
+                return cg_set_error(CG_ERR_INVALID, "math: unknown mode '%s' (fp32, tf32 or bf16)", mode_s);
+            cg_module *m = cg_module_find(root, path);
+            if (!m) return cg_set_error(CG_ERR_INVALID, "math: no module '%s' in this model", path);
+            if (pass) cg_module_set_math_mode(m, mode);
+        }
+    }
+    return CG_OK;
 }
 
 cg_module *cg_module_find(cg_module *root, const char *path) {

@@ -47,6 +47,7 @@ typedef struct cg_module {
     int nchildren, cap_children;
     struct cg_module **children;
     bool training;
+    signed char math;        /* cg_math_mode for this subtree, or -1: the parent's */
     /* layer configuration */
     int in, out;             /* Linear: features; Conv: channels */
     int k[3];
@@ -93,8 +94,22 @@ cg_module *cg_batch_norm_new(cg_module *parent, const char *name, int channels, 
  * false (it then requires a gradient), else a buffer such as a normalisation constant. */
 cg_status cg_module_add(cg_module *m, const char *name, cg_tensor *t, bool buffer);
 
+/* ---- math mode (GPU matrix kernels; the CPU computes in fp32 regardless) ---- */
+/* Set the math mode of m's layers and of every descendant that sets none of its own; -1
+ * makes m inherit again (the default: the parent's setting, and above the root the calling
+ * thread's cg_get_math_mode()). cg_module_forward runs a layer in its mode, and the tape
+ * runs that layer's backward in the same mode. A model family that calls ops directly
+ * (not through cg_module_forward) wraps them:
+ *     cg_math_mode prev = cg_set_math_mode(cg_module_math_mode(block)); ...; cg_set_math_mode(prev); */
+void cg_module_set_math_mode(cg_module *m, int mode);
+cg_math_mode cg_module_math_mode(const cg_module *m);
+/* A spec as `calograd train --math` takes it: a mode for the whole tree ("tf32") and/or
+ * comma-separated path:mode pairs by dotted path ("fp32,decoder:tf32,decoder.conv3:bf16");
+ * applied left to right. An unknown path or mode is an error (CG_ERR_INVALID, naming it). */
+cg_status cg_module_set_math_spec(cg_module *root, const char *spec);
+
 /* ---- using ---- */
-/* Run a layer module on x (containers have no forward of their own). */
+/* Run a layer module on x (containers have no forward of their own), in its math mode. */
 cg_tensor *cg_module_forward(cg_module *m, cg_tensor *x);
 /* A parameter of m by its short name ("weight"), or NULL. */
 cg_tensor *cg_module_param(const cg_module *m, const char *name);

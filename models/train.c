@@ -31,6 +31,8 @@ const cg_cfg_spec cg_train_options[] = {
     {"seed", CG_CFG_INT, "1", "random seed: initialisation, data order, sampling noise"},
     {"device", CG_CFG_STR, "cpu", "cpu or cuda"},
     {"threads", CG_CFG_INT, "0", "CPU threads (0: all cores)"},
+    {"math", CG_CFG_STR, "fp32", "GPU math mode: fp32, tf32 or bf16 for the whole model, and/or module:mode pairs "
+                                 "(\"fp32,decoder:tf32\"); device cuda only"},
     {"holdout", CG_CFG_FLOAT, "0.2", "fraction of the file's events kept out of training (the last ones)"},
     {"max_events", CG_CFG_INT, "0", "use at most this many training events (0: all)"},
     {"max_steps", CG_CFG_INT, "0", "stop after this many steps in total (0: no limit)"},
@@ -45,7 +47,7 @@ const cg_cfg_spec cg_train_options[] = {
 };
 
 /* Options that may differ from the checkpoint's on --resume: run length and runtime only. */
-static const char *const RESUME_MAY_CHANGE[] = {"epochs", "max_steps", "time_limit", "threads", "device",
+static const char *const RESUME_MAY_CHANGE[] = {"epochs", "max_steps", "time_limit", "threads", "device", "math",
                                                 "checkpoint_every", "log_every", NULL};
 
 static double now_s(void) {
@@ -293,7 +295,7 @@ static cg_status merge_resume(cg_config *cfg, const cg_config *saved) {
         if (may || strcmp(k, "out") == 0) continue;
         if (old && strcmp(old, v) != 0)
             return cg_set_error(CG_ERR_INVALID, "--resume: '%s' was '%s' in the checkpoint and is '%s' now (only "
-                                "epochs, max_steps, threads, device, checkpoint_every and log_every may change)", k,
+                                "epochs, max_steps, threads, device, math, checkpoint_every and log_every may change)", k,
                                 old, v);
     }
     cg_config merged = {0};
@@ -367,6 +369,9 @@ cg_status cg_train(cg_config *cfg, const cg_train_opts *o, cg_train_result *res)
         st = cg_set_error(CG_ERR_INVALID, "device cuda: no usable GPU (or calograd was built without CUDA)");
     else if (epochs < 1 || batch < 1 || ck_every < 1 || log_every < 1)
         st = cg_set_error(CG_ERR_INVALID, "epochs, batch, checkpoint_every and log_every must be at least 1");
+    else if (dev != CG_CUDA && strcmp(cg_config_str(cfg, "math"), "fp32") != 0)
+        st = cg_set_error(CG_ERR_INVALID, "math '%s' needs device cuda (the CPU computes in fp32 only)",
+                          cg_config_str(cfg, "math"));
     double holdout = cg_config_float(cfg, "holdout");
     if (st == CG_OK && !(holdout >= 0 && holdout < 1)) st = cg_set_error(CG_ERR_INVALID, "holdout must be in [0, 1)");
     if (st != CG_OK) goto early;
@@ -401,12 +406,14 @@ cg_status cg_train(cg_config *cfg, const cg_train_opts *o, cg_train_result *res)
     if (st == CG_OK && o->resume) {
         ck.model = lm.model;
         lm.model = NULL;
+        st = cg_model_set_math(fam, ck.model, dev, cg_config_str(cfg, "math"));
         step = lm.step;
         rng.counter = lm.rng_counter;
         st = trim_log(logpath, step);
     } else if (st == CG_OK) {
         ck.model = fam->create(cfg, src.info, dev, &rng);
         if (!ck.model) st = cg_last_status();
+        if (st == CG_OK) st = cg_model_set_math(fam, ck.model, dev, cg_config_str(cfg, "math"));
         if (st == CG_OK && fam->fit) st = fit_on_sample(fam, ck.model, &src, dev, cg_config_int(cfg, "fit_events"));
         FILE *lf = st == CG_OK ? fopen(logpath, "w") : NULL;
         if (st == CG_OK && !lf) st = cg_set_error(CG_ERR_IO, "cannot write %s: %s", logpath, strerror(errno));

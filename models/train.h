@@ -58,6 +58,7 @@ typedef struct {
     int batch;
     uint64_t seed;
     cg_device device;
+    const char *math;          /* math spec (cg_module_set_math_spec); NULL: fp32 */
     int nset;                  /* conditions given: name and range (lo == hi: fixed) */
     char set_name[CG_CVOX_MAX_COND][CG_CVOX_NAME_LEN];
     double set_lo[CG_CVOX_MAX_COND], set_hi[CG_CVOX_MAX_COND];

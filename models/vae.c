@@ -472,6 +472,8 @@ static cg_tensor *vae_generate(cg_model *m, cg_tensor *cond, cg_rng *rng) {
     return x ? cg_reshape(x, CG_SHAPE(B, -1)) : NULL;
 }
 
+static cg_module *vae_root(cg_model *m) { return m->root; }
+
 const cg_model_family cg_vae_family = {
     .name = "vae",
     .summary = "conditional VAE: 3-D conv encoder, transposed-conv decoder, KL annealing",
@@ -483,4 +485,5 @@ const cg_model_family cg_vae_family = {
     .set_lr = vae_set_lr,
     .generate = vae_generate,
     .destroy = vae_destroy,
+    .root = vae_root,
 };

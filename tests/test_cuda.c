@@ -520,6 +520,93 @@ static void test_math_modes_every_tile(void) {
         }
 }
 
+/* ------------------------------------------------- per-module math mode ---- */
+
+/* Two conv branches a(x) and b(x) of one model, loss Σ a(x)·r1 + Σ b(x)·r2, run with a
+ * math spec: returns a's and b's outputs and weight gradients (host copies). The thread's
+ * mode is `fwd_mode` during the forward and `bwd_mode` during backward: the tape must run
+ * each layer's backward in the mode of its forward, whatever the thread's mode is then. */
+typedef struct { float *ya, *yb, *ga, *gb, *gx; } branch_out;
+
+static branch_out run_branches(const char *spec, cg_math_mode fwd_mode, cg_math_mode bwd_mode, uint64_t seed) {
+    const int S = EMU ? 5 : 8;
+    cg_rng rng = cg_rng_make(seed);
+    cg_module *root = cg_module_new(NULL, "");
+    cg_module *a = cg_conv3d_new(root, "a", 16, 32, (int[3]){3, 3, 3}, (cg_conv_opts){.stride = {1, 1, 1}, .pad = {1, 1, 1}},
+                                 true, GPU, &rng);
+    cg_module *blk = cg_module_new(root, "block");
+    cg_module *b = cg_conv3d_new(blk, "b", 16, 32, (int[3]){3, 3, 3}, (cg_conv_opts){.stride = {1, 1, 1}, .pad = {1, 1, 1}},
+                                 true, GPU, &rng);
+    CG_ASSERT(a && b);
+    if (spec) CHECK_MSG(cg_module_set_math_spec(root, spec) == CG_OK, "spec '%s': %s", spec, cg_last_error());
+    cg_tensor *x = cg_tensor_rand(GPU, CG_SHAPE(2, 16, S, S, S), &rng, -1, 1);
+    cg_tensor *r1 = cg_tensor_rand(GPU, CG_SHAPE(2, 32, S, S, S), &rng, -1, 1);
+    cg_tensor *r2 = cg_tensor_rand(GPU, CG_SHAPE(2, 32, S, S, S), &rng, -1, 1);
+    cg_set_requires_grad(x, true);
+    cg_math_mode prev = cg_set_math_mode(fwd_mode);
+    cg_tensor *ya = cg_module_forward(a, x), *yb = cg_module_forward(b, x);
+    CHECK_MSG(cg_get_math_mode() == fwd_mode, "cg_module_forward did not restore the thread's math mode");
+    cg_tensor *loss = cg_add(cg_sum_all(cg_mul(ya, r1)), cg_sum_all(cg_mul(yb, r2)));
+    cg_set_math_mode(bwd_mode);
+    CHECK(cg_backward(loss) == CG_OK);
+    cg_set_math_mode(prev);
+    branch_out o = {cg_tensor_host_copy(ya), cg_tensor_host_copy(yb), cg_tensor_host_copy(cg_module_param(a, "weight")->grad),
+                    cg_tensor_host_copy(cg_module_param(b, "weight")->grad), cg_tensor_host_copy(x->grad)};
+    cg_tape_reset();
+    cg_tensor_free(x);
+    cg_tensor_free(r1);
+    cg_tensor_free(r2);
+    cg_module_free(root);
+    return o;
+}
+
+static void branch_free(branch_out *o) {
+    free(o->ya); free(o->yb); free(o->ga); free(o->gb); free(o->gx);
+}
+
+static bool same(const float *p, const float *q, int64_t n) { return memcmp(p, q, (size_t)n * sizeof(float)) == 0; }
+
+static void test_module_math_mode(void) {
+    const int S = EMU ? 5 : 8;
+    const int64_t ny = 2 * 32 * S * S * S, nw = 32 * 16 * 27, nx = 2 * 16 * S * S * S;
+    uint64_t seed = test_seed() + 11;
+    branch_out f32 = run_branches(NULL, CG_MATH_FP32, CG_MATH_FP32, seed);
+    branch_out t32 = run_branches(NULL, CG_MATH_TF32, CG_MATH_TF32, seed);
+    branch_out b16 = run_branches(NULL, CG_MATH_BF16, CG_MATH_BF16, seed);
+    /* the modes differ at all (else the checks below prove nothing) */
+    CHECK(!same(f32.ya, t32.ya, ny) && !same(f32.ga, t32.ga, nw) && !same(t32.ya, b16.ya, ny));
+    /* a in tf32, the block (b) in bf16, the rest in the thread's mode (fp32); the thread
+     * switches to something else for backward: nothing may change */
+    branch_out mix = run_branches("a:tf32,block:bf16", CG_MATH_FP32, CG_MATH_BF16, seed);
+    CHECK_MSG(same(mix.ya, t32.ya, ny) && same(mix.ga, t32.ga, nw), "module a did not run in tf32");
+    CHECK_MSG(same(mix.yb, b16.yb, ny) && same(mix.gb, b16.gb, nw), "module block.b did not inherit bf16");
+    /* x's gradient (16 channels: a tensor-core tile) sums a's (tf32) and b's (bf16)
+     * backward-data: neither pure run has it */
+    CHECK(!same(mix.gx, t32.gx, nx) && !same(mix.gx, b16.gx, nx));
+    branch_free(&mix);
+    /* a root setting is inherited, a child's own setting wins; later pairs override earlier */
+    mix = run_branches("bf16,a:fp32,a:tf32", CG_MATH_FP32, CG_MATH_FP32, seed);
+    CHECK(same(mix.ya, t32.ya, ny) && same(mix.yb, b16.yb, ny) && same(mix.gb, b16.gb, nw));
+    branch_free(&mix);
+    /* no setting: the thread's mode, for forward and (recorded) for backward */
+    mix = run_branches("", CG_MATH_TF32, CG_MATH_FP32, seed);
+    CHECK(same(mix.ya, t32.ya, ny) && same(mix.ga, t32.ga, nw) && same(mix.gx, t32.gx, nx));
+    branch_free(&mix);
+    branch_free(&f32);
+    branch_free(&t32);
+    branch_free(&b16);
+    /* bad specs name the problem and change nothing */
+    cg_module *root = cg_module_new(NULL, "");
+    cg_module_new(root, "dec");
+    CHECK(cg_module_set_math_spec(root, "dec:tf33") == CG_ERR_INVALID && strstr(cg_last_error(), "tf33"));
+    CHECK(cg_module_set_math_spec(root, "tf32,enc:bf16") == CG_ERR_INVALID && strstr(cg_last_error(), "'enc'"));
+    CHECK(cg_module_math_mode(root) == cg_get_math_mode()); /* the valid 'tf32' before it was not applied */
+    CHECK(cg_module_set_math_spec(root, "dec:bf16") == CG_OK &&
+          cg_module_math_mode(cg_module_find(root, "dec")) == CG_MATH_BF16);
+    cg_clear_error();
+    cg_module_free(root);
+}
+
 int main(void) {
     test_seed();
 #ifdef CG_CUDA_EMU
@@ -552,5 +639,6 @@ int main(void) {
     TEST_RUN(test_bitwise_reproducible);
     TEST_RUN(test_math_modes_accuracy);
     TEST_RUN(test_math_modes_every_tile);
+    TEST_RUN(test_module_math_mode);
     return test_summary();
 }

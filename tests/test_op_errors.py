@@ -133,6 +133,8 @@ def main():
             ('four paddings', conv + ['--padding', '1,1,1,1'], '--padding'),
             ('--output-padding on conv3d', conv + ['--output-padding', '1'], 'does not apply'),
             ('--kernel on conv3d', conv + ['--kernel', '3'], 'does not apply'),
+            ('tensor cores on the cpu', conv + ['--math', 'tf32'], 'needs --device cuda'),
+            ('unknown math mode', conv + ['--math', 'fp16'], '--math'),
             ('--target on linear', ['linear', '--input', L2, '--weight', LW, '--target', L2], 'does not apply'),
             ('linear size mismatch', ['linear', '--input', L2, '--weight', LW], 'linear'),
             ('linear 1-D weight', ['linear', '--input', L2, '--weight', R1], 'linear'),

@@ -14,7 +14,7 @@
 #include "models/train.h"
 
 int cmd_generate(int argc, char **argv) {
-    const char *ckpt = NULL, *out = NULL, *device = "cpu", *cond_kv = NULL, *like = NULL;
+    const char *ckpt = NULL, *out = NULL, *device = "cpu", *cond_kv = NULL, *like = NULL, *math = "fp32";
     int64_t events = 0;
     int batch = 256, seed = 1, threads = 0;
     double energy[2], theta[2], phi[2];
@@ -29,6 +29,8 @@ int cmd_generate(int argc, char **argv) {
         {"--conditions-from", "FILE", "copy the conditions of the events of this .cvox file, in order", CLI_STR, &like},
         {"--batch", "B", "showers per batch", CLI_INT, &batch},
         {"--device", "DEV", "cpu or cuda", CLI_CHOICE, &device, .choices = "cpu|cuda"},
+        {"--math", "SPEC", "GPU math mode: fp32 (default), tf32 or bf16, or per module (\"fp32,decoder:tf32\")",
+         CLI_STR, &math},
         {"--seed", "S", "random seed", CLI_INT, &seed},
         {"--threads", "N", "CPU threads (default: all cores)", CLI_INT, &threads},
         {0}};
@@ -38,9 +40,11 @@ int cmd_generate(int argc, char **argv) {
     if (batch < 1) return cli_fail("generate", "--batch must be at least 1");
     if (threads > 0) cg_threads_set(threads);
     cg_generate_opts go = {.events = events, .batch = batch, .seed = (uint64_t)seed,
-                           .device = strcmp(device, "cuda") == 0 ? CG_CUDA : CG_CPU};
+                           .device = strcmp(device, "cuda") == 0 ? CG_CUDA : CG_CPU, .math = math};
     if (go.device == CG_CUDA && !cg_device_available(CG_CUDA))
         return cli_fail("generate", "--device cuda: no usable GPU (or calograd was built without CUDA)");
+    if (go.device != CG_CUDA && strcmp(math, "fp32") != 0)
+        return cli_fail("generate", "--math %s needs --device cuda (the CPU computes in fp32 only)", math);
     const char *names[3] = {"energy", "theta", "phi"};
     double *ranges[3] = {energy, theta, phi};
     for (int i = 0; i < 3; i++)

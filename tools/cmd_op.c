@@ -57,7 +57,7 @@ static const struct {
     {"soft_sparsity", SPARSITY, " --alpha --beta --eps --variant ", false, false, true},
 };
 #define NOPS (int)(sizeof OPS / sizeof OPS[0])
-static const char *COMMON = " --input --grad-output --out --device --bench ";
+static const char *COMMON = " --input --grad-output --out --device --math --bench ";
 
 /* The arrays an op can take; each but grad-output may get a gradient file. */
 enum { A_INPUT, A_WEIGHT, A_BIAS, A_TARGET, NARR };
@@ -338,7 +338,7 @@ static const char *SUMMARY =
 
 static int op_main(int argc, char **argv) {
     const char *input = NULL, *weight = NULL, *bias = NULL, *target = NULL, *gout_path = NULL, *out_dir = NULL;
-    const char *stride_s = NULL, *pad_s = NULL, *opad_s = NULL, *variant = "eq5", *device = "cpu";
+    const char *stride_s = NULL, *pad_s = NULL, *opad_s = NULL, *variant = "eq5", *device = "cpu", *math = "fp32";
     int naxes = 0, kernel = 100, cutoff = 2000, nbench = 0;
     double eps = NAN, alpha = NAN, beta = NAN;
     cli_opt opts[] = {
@@ -359,6 +359,8 @@ static int op_main(int argc, char **argv) {
         {"--beta", "B", "soft_sparsity: b (5)", CLI_FLOAT, .dst = &beta},
         {"--variant", "V", "soft_sparsity: eq5 (default) or calogan", CLI_CHOICE, .dst = &variant, .choices = "eq5|calogan"},
         {"--device", "DEV", "cpu (default) or cuda", CLI_CHOICE, .dst = &device, .choices = "cpu|cuda"},
+        {"--math", "MODE", "cuda: fp32 (default), tf32 or bf16 (tensor cores, fp32 accumulation)", CLI_CHOICE,
+         .dst = &math, .choices = "fp32|tf32|bf16"},
         {"--bench", "N", "time N runs of each pass and print the medians", CLI_INT, .dst = &nbench},
         {0}};
     const char *pos[1];
@@ -394,6 +396,9 @@ static int op_main(int argc, char **argv) {
     if (dev == CG_CUDA && !cg_device_available(CG_CUDA))
         return cli_fail(CMD, "--device cuda: no CUDA device available (this build has no CUDA backend, or no GPU "
                              "was found); use --device cpu");
+    if (dev != CG_CUDA && strcmp(math, "fp32") != 0)
+        return cli_fail(CMD, "--math %s needs --device cuda (the CPU computes in fp32 only)", math);
+    cg_set_math_mode((cg_math_mode)cg_math_mode_parse(math));
 
     /* ---- numeric options ---- */
     bool two_d = c.kind == CONV2D || c.kind == CONVT2D;

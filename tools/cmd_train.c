@@ -27,7 +27,7 @@ static void print_options(void) {
 }
 
 int cmd_train(int argc, char **argv) {
-    const char *model = NULL, *data = NULL, *out = NULL, *device = NULL, *config = NULL;
+    const char *model = NULL, *data = NULL, *out = NULL, *device = NULL, *config = NULL, *math = NULL;
     int epochs = 0, batch = 0, seed = 0, threads = 0;
     int64_t max_steps = 0;
     double lr = 0;
@@ -61,6 +61,8 @@ int cmd_train(int argc, char **argv) {
         {"--batch", "B", "showers per step", CLI_INT, &batch},
         {"--lr", "X", "learning rate", CLI_FLOAT, &lr},
         {"--device", "DEV", "cpu or cuda", CLI_CHOICE, &device, .choices = "cpu|cuda"},
+        {"--math", "SPEC", "GPU math mode: fp32 (default), tf32 or bf16, or per module (\"fp32,decoder:tf32\")",
+         CLI_STR, &math},
         {"--seed", "S", "random seed (data order, noise, initialisation)", CLI_INT, &seed},
         {"--threads", "N", "CPU threads (default: all cores)", CLI_INT, &threads},
         {"--max-steps", "N", "stop after N steps in total (0: no limit)", CLI_INT64, &max_steps},
@@ -92,9 +94,10 @@ int cmd_train(int argc, char **argv) {
     FLAG(4, "batch", "%d", batch)
     FLAG(5, "lr", "%.9g", lr)
     if (device) cg_config_set(&cfg, "device", device, "flag");
-    FLAG(7, "seed", "%d", seed)
-    FLAG(8, "threads", "%d", threads)
-    FLAG(9, "max_steps", "%lld", (long long)max_steps)
+    if (math) cg_config_set(&cfg, "math", math, "flag");
+    FLAG(8, "seed", "%d", seed)
+    FLAG(9, "threads", "%d", threads)
+    FLAG(10, "max_steps", "%lld", (long long)max_steps)
 #undef FLAG
     if (config && cg_config_load_file(&cfg, config, true) != CG_OK) {
         cg_config_free(&cfg);
