@@ -13,6 +13,9 @@
 #
 #   bash bench/gpu.sh            full run (fp32, tf32, bf16; 10 timed runs per case)
 #   bash bench/gpu.sh --quick    fp32 and tf32, 5 timed runs (about half the time)
+#   bash bench/gpu.sh --sanitize build, then the GPU tests under compute-sanitizer (memcheck,
+#                                racecheck, synccheck, initcheck) instead of the benchmarks;
+#                                log in bench/results/gpu_sanitize.log
 #
 # Needs: nvcc, a C compiler, ninja, meson (the `meson` command or Python's mesonbuild),
 # zlib's headers, python3 with PyTorch. Nothing is downloaded. Without zlib's headers, put
@@ -23,8 +26,13 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 t0=$(date +%s)
 status=0
-quick=0
-[ "${1:-}" = "--quick" ] && quick=1
+quick=0 sanitize=0
+case "${1:-}" in
+  --quick) quick=1 ;;
+  --sanitize) sanitize=1 ;;
+  "") ;;
+  *) echo "usage: bash bench/gpu.sh [--quick | --sanitize]"; exit 2 ;;
+esac
 step() { echo; echo "=== [$(( $(date +%s) - t0 ))s] $*"; }
 fail() { echo "!!! $*"; status=1; }
 mkdir -p bench/results
@@ -60,6 +68,33 @@ fi
 bstart=$(date +%s)
 timeout 160 ninja -C build-gpu || { echo "build failed"; exit 2; }
 echo "build: $(( $(date +%s) - bstart ))s"
+
+if [ $sanitize = 1 ]; then
+  # Each tool over test_cuda (every CUDA kernel family, allocator, streams, double
+  # backward) and memcheck over the op-consistency test too. API errors are not reported:
+  # test_cuda provokes an out-of-memory on purpose. The caching allocator keeps its blocks
+  # to the end, so no leak check.
+  S=$R/gpu_sanitize.log; : >$S
+  command -v compute-sanitizer >/dev/null || { echo "no compute-sanitizer on the PATH" | tee -a $S; exit 2; }
+  san() { # san TOOL LIMIT PROGRAM...
+    local tool=$1 lim=$2; shift 2
+    step "compute-sanitizer --tool $tool $*" | tee -a $S
+    timeout "$lim" compute-sanitizer --tool "$tool" --error-exitcode 3 --report-api-errors no "$@" 2>&1 \
+      | grep -v '^ok ' | tail -40 | tee -a $S
+    local rc=${PIPESTATUS[0]}
+    echo "--> $tool: exit $rc" | tee -a $S
+    [ "$rc" = 0 ] || fail "compute-sanitizer $tool on $1 exited $rc"
+    save $S
+  }
+  san memcheck 120 ./build-gpu/tests/test_cuda
+  san racecheck 120 ./build-gpu/tests/test_cuda
+  san synccheck 60 ./build-gpu/tests/test_cuda
+  san initcheck 60 ./build-gpu/tests/test_cuda
+  san memcheck 60 ./build-gpu/tests/test_backend_ops
+  step "done, status $status" | tee -a $S
+  save $S
+  exit $status
+fi
 
 step "GPU tests"
 timeout 60 ./build-gpu/tests/test_cuda 2>&1 | tee $R/gpu_tests.log
