@@ -110,7 +110,7 @@ modes=fp32,tf32,bf16; reps=10
 [ $quick = 1 ] && modes=fp32,tf32 && reps=5
 
 step "calograd benchmark"
-timeout 120 ./build-gpu/bench/gpu_bench --json $R/gpu_calograd.json --modes $modes --reps $reps --check \
+timeout 150 ./build-gpu/bench/gpu_bench --json $R/gpu_calograd.json --modes $modes --reps $reps --check --profile \
   2>&1 | tee $R/gpu_calograd.log
 [ "${PIPESTATUS[0]}" = 0 ] || fail "gpu_bench"
 save $R/gpu_calograd.log $R/gpu_calograd.json $R/gpu_calograd.json.tmp

@@ -35,8 +35,8 @@
 #define GPU CG_CUDA
 
 typedef struct {
-    int warmup, reps, smoke;
-    cg_cuda_timer *timer;
+    int warmup, reps, smoke, profile;
+    cg_cuda_timer *timer, *ptimer;
     FILE *json;
     int first_record;
 } bench;
@@ -80,6 +80,48 @@ static void check(cg_tensor *t, const char *what) {
     if (!t) {
         fprintf(stderr, "gpu_bench: %s failed: %s\n", what, cg_last_error());
         exit(1);
+    }
+}
+
+/* ------------------------------------------------------------- --profile ---- */
+/* Where a generation's time goes: each stage between two synchronisations, with its FLOPs
+ * and the fewest bytes it must move (its input read once, its output written once: what a
+ * fully fused stage would move). Stages that share a name add up. */
+typedef struct {
+    char name[24];
+    double ms, flop, bytes;
+} prof_row;
+static prof_row PROF[40];
+static int nprof;
+static bool prof_on;
+
+static void prof_start(void) {
+    if (prof_on) cg_cuda_timer_start(B.ptimer);
+}
+static void prof_stop(const char *name, double flop, double bytes) {
+    if (!prof_on) return;
+    float ms = cg_cuda_timer_stop(B.ptimer);
+    int i = 0;
+    while (i < nprof && strcmp(PROF[i].name, name) != 0) i++;
+    if (i == nprof) {
+        if (nprof == (int)(sizeof PROF / sizeof PROF[0])) return;
+        memset(&PROF[nprof], 0, sizeof PROF[0]);
+        snprintf(PROF[nprof++].name, sizeof PROF[0].name, "%s", name);
+    }
+    PROF[i].ms += ms;
+    PROF[i].flop += flop;
+    PROF[i].bytes += bytes;
+}
+static double tbytes(const cg_tensor *t) { return t ? 4.0 * (double)cg_numel(t) : 0; }
+/* Multiply-adds x 2 of a layer module producing y from x. */
+static double module_flop(const cg_module *m, const cg_tensor *x, const cg_tensor *y) {
+    if (!x || !y) return 0;
+    double k3 = (double)m->k[0] * m->k[1] * m->k[2];
+    switch (m->kind) {
+    case CG_MOD_LINEAR: return 2.0 * (double)cg_numel(y) * m->in;
+    case CG_MOD_CONV3D: return 2.0 * (double)cg_numel(y) * m->in * k3;
+    case CG_MOD_CONV_TRANSPOSE3D: return 2.0 * (double)cg_numel(x) * m->out * k3;
+    default: return 0;
     }
 }
 
@@ -152,6 +194,18 @@ static void bench_layers(int nmodes, const int *modes, cg_rng *rng) {
                    3 * flops / fb / 1e9);
             record("layers", c.name, MODE_NAMES[modes[m]], "fwd", f, flops, N);
             record("layers", c.name, MODE_NAMES[modes[m]], "fwd+bwd", fb, 3 * flops, N);
+            if (B.profile) { /* each gradient alone: forward + dx, forward + dw, minus the forward */
+                cg_set_requires_grad(l.w, false);
+                double fx = time_ms(run_layer_fwdbwd, &l) - f;
+                cg_set_requires_grad(l.w, true);
+                cg_set_requires_grad(l.x, false);
+                double fw = time_ms(run_layer_fwdbwd, &l) - f;
+                cg_set_requires_grad(l.x, true);
+                printf("  %-20s %-5s %10s %9s   dx %.3f ms (%.2f TFLOP/s), dw %.3f ms (%.2f TFLOP/s)\n", "", "", "",
+                       "", fx, flops / fx / 1e9, fw, flops / fw / 1e9);
+                record("layers", c.name, MODE_NAMES[modes[m]], "dx", fx, flops, N);
+                record("layers", c.name, MODE_NAMES[modes[m]], "dw", fw, flops, N);
+            }
         }
         cg_set_math_mode(CG_MATH_FP32);
         cg_tensor_free(l.x);
@@ -220,8 +274,10 @@ static cg_tensor *keep(cg_tape_pos m, cg_tensor *t) {
 
 /* leaky(norm(layer(x))) with everything but the result freed; consumes x. */
 static cg_tensor *stage(cg_module *layer, cg_module *norm, cg_tensor *x, float slope) {
+    prof_start();
     cg_tape_pos m = cg_tape_mark();
     cg_tensor *h = keep(m, cg_module_forward(layer, x));
+    double flop = module_flop(layer, x, h), bytes = tbytes(x) + tbytes(h);
     cg_tensor_free(x);
     if (norm) {
         cg_tensor *n = keep(m, cg_module_forward(norm, h));
@@ -230,6 +286,9 @@ static cg_tensor *stage(cg_module *layer, cg_module *norm, cg_tensor *x, float s
     }
     cg_tensor *a = keep(m, slope < 0 ? cg_relu(h) : cg_leaky_relu(h, slope));
     cg_tensor_free(h);
+    char nm[64];
+    snprintf(nm, sizeof nm, "dec.%.12s%s", layer->name, norm ? "+ln" : "");
+    prof_stop(nm, flop, bytes);
     return a;
 }
 
@@ -246,6 +305,7 @@ static cg_tensor *bibae_generate(bibae *m, cg_tensor *z, cg_tensor *E) {
     for (int i = 0; i < 4; i++) h = stage(m->conv[i], m->ln[i + 2], h, 0.2f);
     cg_tensor *x = stage(m->conv[4], NULL, h, -1.0f); /* ReLU */
     /* post-processor: the energy conditioning, folded into conv2 as a per-sample bias */
+    prof_start();
     cg_tape_pos pm = cg_tape_mark();
     cg_tensor *ec = cg_concat(2, (cg_tensor *[]){cg_sum(cg_flatten(x, 1), CG_AXIS(1), true), E}, 1);
     for (int i = 0; i < 3; i++) ec = cg_leaky_relu(cg_module_forward(m->fcec[i], ec), 0.01f);
@@ -256,8 +316,10 @@ static cg_tensor *bibae_generate(bibae *m, cg_tensor *z, cg_tensor *E) {
     cg_tensor_retain(bias_b);
     cg_tensor_retain(w2a);
     cg_tape_rewind(pm);
+    prof_stop("pp.econd", 0, tbytes(x));
     cg_tensor *stats[2], *ms = NULL, *rs = NULL;
     for (int i = 0; i < 6; i++) {
+        prof_start();
         cg_tape_pos lm = cg_tape_mark();
         cg_tensor *w = i == 1 ? w2a : cg_module_param(m->pconv[i], "weight");
         cg_tensor *g = i >= 1 && i <= 4 ? cg_module_param(m->pln[i - 1], "weight") : NULL;
@@ -271,6 +333,9 @@ static cg_tensor *bibae_generate(bibae *m, cg_tensor *z, cg_tensor *E) {
             cg_tensor_retain(stats[1]);
         }
         y = keep(lm, y);
+        char nm[24]; /* conv2..conv5 normalise their input (the previous layer's LN) as they load it */
+        snprintf(nm, sizeof nm, "pp.%sconv%d", i >= 1 && i <= 4 ? "ln+" : "", i + 1);
+        prof_stop(nm, 2.0 * (double)cg_numel(y) * (double)w->shape[1], tbytes(x) + tbytes(y));
         cg_tensor_free(x);
         cg_tensor_free(ms);
         cg_tensor_free(rs);
@@ -309,6 +374,28 @@ static double bibae_flops_per_shower(void) {
     return 2 * mac;
 }
 
+/* --profile: the stages of B.reps generations, synchronised at each stage boundary. */
+static void profile_generate(gen_ctx *g, const char *mode, int64_t Bn) {
+    nprof = 0;
+    prof_on = true;
+    for (int r = 0; r < B.reps; r++) run_generate(g);
+    prof_on = false;
+    double total = 0;
+    for (int i = 0; i < nprof; i++) total += PROF[i].ms;
+    printf("  profile (%s, batch %lld, %d runs; GB/s counts each stage's input and output once)\n", mode,
+           (long long)Bn, B.reps);
+    printf("  %-18s %11s %6s %9s %8s\n", "stage", "us/shower", "%", "TFLOP/s", "GB/s");
+    for (int i = 0; i < nprof; i++) {
+        double ms = PROF[i].ms / B.reps;
+        printf("  %-18s %11.2f %6.1f %9.2f %8.0f\n", PROF[i].name, 1e3 * ms / (double)Bn, 100 * PROF[i].ms / total,
+               PROF[i].flop / B.reps / ms / 1e9, PROF[i].bytes / B.reps / ms / 1e6);
+        char nm[64];
+        snprintf(nm, sizeof nm, "stage:%.23s", PROF[i].name);
+        record("generate_profile", nm, mode, "stage", ms, PROF[i].flop / B.reps, Bn);
+    }
+    printf("  %-18s %11.2f\n", "sum", 1e3 * total / B.reps / (double)Bn);
+}
+
 static void bench_generate(int nmodes, const int *modes, cg_rng *rng, int do_check) {
     bibae m;
     bibae_build(&m, GPU, rng);
@@ -333,6 +420,7 @@ static void bench_generate(int nmodes, const int *modes, cg_rng *rng, int do_che
             double ms = time_ms(run_generate, &g);
             printf("%-22s %-5s %10.2f %12.4f %9.2f\n", name, MODE_NAMES[modes[mi]], ms, ms / Bn, fps * Bn / ms / 1e9);
             record("generate", name, MODE_NAMES[modes[mi]], "batch", ms, fps * Bn, Bn);
+            if (B.profile && bi == 1) profile_generate(&g, MODE_NAMES[modes[mi]], Bn);
         }
         B.reps = reps;
         B.warmup = warm;
@@ -522,7 +610,7 @@ static void use_emulator(void) {}
 int main(int argc, char **argv) {
     const char *json = NULL, *modes_s = "fp32,tf32,bf16", *cases = "layers,generate,pp_train,critic";
     int warmup = 3, reps = 10;
-    bool smoke = false, do_check = false;
+    bool smoke = false, do_check = false, profile = false;
     cli_opt opts[] = {
         {"--json", "FILE", "write the results as JSON (temporary file, then renamed)", CLI_STR, &json},
         {"--modes", "LIST", "math modes: fp32,tf32,bf16", CLI_STR, &modes_s},
@@ -531,6 +619,8 @@ int main(int argc, char **argv) {
         {"--reps", "N", "timed runs; the median is reported (10, at most 64)", CLI_INT, &reps},
         {"--check", NULL, "also compare one generated shower with the CPU", CLI_FLAG, &do_check},
         {"--smoke", NULL, "tiny sizes, one run: checks this program, not the GPU", CLI_FLAG, &smoke},
+        {"--profile", NULL, "also time each stage of the generation (largest batch) and each layer's dx and dw",
+         CLI_FLAG, &profile},
         {0}};
     int rc = cli_parse("gpu_bench", "Time calograd's CUDA backend on issue 4's cases.", opts, argc, argv);
     if (rc != CLI_OK) return rc == CLI_HELP ? 0 : 2;
@@ -543,7 +633,8 @@ int main(int argc, char **argv) {
     for (int m = 0; m < 3; m++)
         if (strstr(modes_s, MODE_NAMES[m])) modes[nmodes++] = m;
     if (nmodes == 0) return cli_fail("gpu_bench", "--modes names none of fp32, tf32, bf16");
-    B = (bench){warmup < 0 ? 0 : warmup, reps < 1 ? 1 : reps, smoke, cg_cuda_timer_new(), NULL, 1};
+    B = (bench){warmup < 0 ? 0 : warmup, reps < 1 ? 1 : reps, smoke, profile, cg_cuda_timer_new(), cg_cuda_timer_new(),
+                NULL, 1};
     if (smoke) B.warmup = 0, B.reps = 1;
     char tmp[1024];
     if (json) {
@@ -572,5 +663,6 @@ int main(int argc, char **argv) {
         if (fclose(B.json) != 0 || rename(tmp, json) != 0) return cli_fail("gpu_bench", "cannot write %s", json);
     }
     cg_cuda_timer_free(B.timer);
+    cg_cuda_timer_free(B.ptimer);
     return 0;
 }

@@ -336,6 +336,8 @@ def report(args):
                    calograd_tflops=tflops, pct_peak=(100 * tflops / peak) if tflops and peak else None,
                    batch=r.get("batch"))
         rows.append(row)
+        if r["group"] == "generate_profile":  # gpu_bench printed these stage by stage already
+            continue
         fmt = lambda v, f: (f % v) if v is not None else "-"
         print("%-9s %-22s %-5s %-8s %11s %11s %8s %8s %7s" % (
             row["group"], row["case"], row["mode"], row["metric"], fmt(row["calograd_ms"], "%.4g"),
