@@ -9,8 +9,9 @@
  *  - generate: the Getting-High BIB-AE decoder + post-processor turning (z, E) into
  *    showers at batches 100 and 1000, the post-processor through the fused per-voxel layer
  *    (pointwise_layer), intermediates freed as soon as they are used (mark/rewind);
- *  - pp_train: a post-processor training step at batch 64 (forward unfused, MSE loss,
- *    backward, Adam);
+ *  - pp_train: a post-processor training step at batch 64 (forward unfused but the energy
+ *    conditioning folded into conv2 as a per-sample bias, as in the generation; MSE loss,
+ *    backward, Adam; --check compares it with the concatenated form);
  *  - critic: a WGAN-GP critic step at batch 64 (conv k4 s2 p1 1->32->64->128, LReLU 0.2,
  *    linear 3456->1; gradient penalty by double backward, λ = 10; Adam).
  * Every case runs in each math mode asked for (--modes fp32,tf32,bf16). Models are built
@@ -483,29 +484,104 @@ typedef struct {
     cg_tensor *x, *E, *target;
 } pp_ctx;
 
-static void run_pp_train(void *ctx) {
-    pp_ctx *p = ctx;
-    bibae *m = p->m;
-    int64_t Bn = p->x->shape[0];
-    cg_tensor *ec = cg_concat(2, (cg_tensor *[]){cg_sum(cg_flatten(p->x, 1), CG_AXIS(1), true), p->E}, 1);
+/* The post-processor's MSE loss, with grad mode on. fold: conv2 over [h, econd broadcast to
+ * every voxel] computed as conv2's first 128 input channels over h plus its last 64 applied
+ * to econd once per sample (a per-sample bias), as the generation does: the same function
+ * and gradients without the 192-channel tensor and a third of conv2's work. !fold: the
+ * concat, as the original code and bench/gpu_torch.py (--check compares the two). */
+static cg_tensor *pp_loss(bibae *m, cg_tensor *x, cg_tensor *E, cg_tensor *target, bool fold) {
+    int64_t Bn = x->shape[0];
+    cg_tensor *ec = cg_concat(2, (cg_tensor *[]){cg_sum(cg_flatten(x, 1), CG_AXIS(1), true), E}, 1);
     for (int i = 0; i < 3; i++) ec = cg_leaky_relu(cg_module_forward(m->fcec[i], ec), 0.01f);
-    cg_tensor *h = cg_leaky_relu(cg_module_forward(m->pln[0], cg_module_forward(m->pconv[0], p->x)), 0.01f);
-    cg_tensor *e5 = cg_expand(cg_reshape(ec, CG_SHAPE(Bn, 64, 1, 1, 1)), CG_SHAPE(Bn, 64, 30, 30, 30));
-    h = cg_concat(2, (cg_tensor *[]){h, e5}, 1);
-    for (int i = 1; i < 5; i++) {
+    cg_tensor *h = cg_leaky_relu(cg_module_forward(m->pln[0], cg_module_forward(m->pconv[0], x)), 0.01f);
+    if (fold) {
+        cg_module *c2 = m->pconv[1];
+        cg_tensor *w2 = cg_reshape(cg_module_param(c2, "weight"), CG_SHAPE(128, 192));
+        cg_tensor *wa = cg_reshape(cg_contiguous(cg_slice(w2, 1, 0, 128)), CG_SHAPE(128, 128, 1, 1, 1));
+        cg_tensor *pb = cg_linear(ec, cg_slice(w2, 1, 128, 192), cg_module_param(c2, "bias")); /* (B, 128) */
+        h = cg_add(cg_conv3d(h, wa, NULL, c2->opts), cg_reshape(pb, CG_SHAPE(Bn, 128, 1, 1, 1)));
+    } else {
+        cg_tensor *e5 = cg_expand(cg_reshape(ec, CG_SHAPE(Bn, 64, 1, 1, 1)), CG_SHAPE(Bn, 64, 30, 30, 30));
+        h = cg_module_forward(m->pconv[1], cg_concat(2, (cg_tensor *[]){h, e5}, 1));
+    }
+    h = cg_leaky_relu(cg_module_forward(m->pln[1], h), 0.01f);
+    for (int i = 2; i < 5; i++) {
         h = cg_module_forward(m->pconv[i], h);
         if (i < 4) h = cg_module_forward(m->pln[i], h);
         h = cg_leaky_relu(h, 0.01f);
     }
-    cg_tensor *out = cg_module_forward(m->pconv[5], h);
-    cg_tensor *loss = cg_mse_loss(out, p->target);
+    return cg_mse_loss(cg_module_forward(m->pconv[5], h), target);
+}
+
+static void run_pp_train(void *ctx) {
+    pp_ctx *p = ctx;
+    cg_tensor *loss = pp_loss(p->m, p->x, p->E, p->target, true);
     check(loss, "post-processor forward");
     if (cg_backward(loss) != CG_OK || cg_optim_step(p->opt) != CG_OK) check(NULL, "post-processor step");
     cg_optim_zero_grad(p->opt);
     cg_tape_reset();
 }
 
-static void bench_pp_train(int nmodes, const int *modes, cg_rng *rng) {
+/* --check: the folded and the concatenated forms give the same loss and gradients (batch 2,
+ * fp32, on the device): worst relative difference over the parameters. Voxels in [-1, 1]
+ * and E in [1, 2] keep the conditioning small (the voxel sum is its input): it enters as a
+ * per-(sample, channel) constant right before a layer norm over the voxels, which removes
+ * it again — in the original model too — so the gradients of the conditioning MLP, of the
+ * conditioning columns of conv2 and of the biases of conv1..conv4 are zero up to rounding
+ * (their size is reported, not compared), and a large constant would only measure the
+ * rounding of adding and subtracting it. */
+static bool analytically_zero(const char *name) {
+    return strncmp(name, "fcec", 4) == 0 || (strncmp(name, "conv", 4) == 0 && name[4] >= '1' && name[4] <= '4' &&
+                                            strcmp(name + 5, ".bias") == 0);
+}
+
+static double pp_fold_check(bibae *m, const cg_named_list *params, cg_rng *rng, double *zero_grad) {
+    cg_tensor *x = cg_tensor_rand(GPU, CG_SHAPE(2, 1, 30, 30, 30), rng, -1, 1);
+    cg_tensor *E = cg_tensor_rand(GPU, CG_SHAPE(2, 1), rng, 1, 2);
+    cg_tensor *t = cg_tensor_rand(GPU, CG_SHAPE(2, 1, 30, 30, 30), rng, -1, 1);
+    float *g[2][32] = {{0}}, l[2];
+    int n = params->n < 32 ? params->n : 32;
+    for (int f = 0; f < 2; f++) {
+        cg_tensor *loss = pp_loss(m, x, E, t, f == 1);
+        check(loss, "post-processor forward");
+        if (cg_backward(loss) != CG_OK) check(NULL, "post-processor backward");
+        l[f] = cg_item(loss);
+        for (int i = 0; i < n; i++) {
+            g[f][i] = cg_tensor_host_copy(params->v[i].t->grad);
+            cg_tensor_free(params->v[i].t->grad);
+            params->v[i].t->grad = NULL;
+        }
+        cg_tape_reset();
+    }
+    double worst = fabs(l[1] - l[0]) / fmax(fabs(l[0]), 1e-30), zmax = 0, gmax = 0;
+    for (int i = 0; i < n; i++) {
+        const char *name = params->v[i].name;
+        int64_t k = cg_numel(params->v[i].t);
+        /* conv2's weight (128, 192): the first 128 columns act on the voxels, the last 64 on the conditioning */
+        bool conv2w = strcmp(name, "conv2.weight") == 0;
+        double num = 0, den = 0;
+        for (int64_t j = 0; j < k; j++) {
+            double a = g[0][i][j], d = (double)g[1][i][j] - a;
+            if (analytically_zero(name) || (conv2w && j % 192 >= 128)) {
+                zmax = fmax(zmax, fmax(fabs(a), fabs(g[1][i][j])));
+                continue;
+            }
+            gmax = fmax(gmax, fabs(a));
+            num += d * d;
+            den += a * a;
+        }
+        if (den > 0) worst = fmax(worst, sqrt(num / den));
+        free(g[0][i]);
+        free(g[1][i]);
+    }
+    *zero_grad = gmax > 0 ? zmax / gmax : zmax;
+    cg_tensor_free(x);
+    cg_tensor_free(E);
+    cg_tensor_free(t);
+    return worst;
+}
+
+static void bench_pp_train(int nmodes, const int *modes, cg_rng *rng, int do_check) {
     bibae m;
     bibae_build(&m, GPU, rng);
     cg_named_list params = {0};
@@ -518,7 +594,14 @@ static void bench_pp_train(int nmodes, const int *modes, cg_rng *rng) {
     p.target = cg_tensor_rand(GPU, CG_SHAPE(Bn, 1, 30, 30, 30), rng, 0, 1);
     check(p.opt && p.x && p.E ? p.target : NULL, "post-processor training setup");
     double fwd = 27000.0 * (1 * 128 + 192 * 128 + 3 * 128 * 128 + 128) * 2 * Bn;
-    printf("\npost-processor training step, batch %lld (forward unfused, MSE, backward, Adam)\n", (long long)Bn);
+    printf("\npost-processor training step, batch %lld (forward unfused, econd folded into conv2, MSE, backward, "
+           "Adam;\nTFLOP/s count the original's FLOPs, conv2 over 192 channels)\n", (long long)Bn);
+    if (do_check) {
+        double z, e = pp_fold_check(&m, &params, rng, &z);
+        printf("check: econd folded vs concatenated, loss and gradients: worst rel diff %.2e (the gradients "
+               "that are zero\n  in exact arithmetic, the conditioning's, reach %.1e of the largest other)\n", e, z);
+        record("train", "pp_fold_check", "fp32", "fold_err", e, 0, 2);
+    }
     for (int mi = 0; mi < nmodes; mi++) {
         cg_set_math_mode((cg_math_mode)modes[mi]);
         double ms = time_ms(run_pp_train, &p);
@@ -651,7 +734,7 @@ int main(int argc, char **argv) {
     cg_rng rng = cg_rng_make(1234);
     if (strstr(cases, "layers")) bench_layers(nmodes, modes, &rng);
     if (strstr(cases, "generate")) bench_generate(nmodes, modes, &rng, do_check);
-    if (strstr(cases, "pp_train")) bench_pp_train(nmodes, modes, &rng);
+    if (strstr(cases, "pp_train")) bench_pp_train(nmodes, modes, &rng, do_check);
     if (strstr(cases, "critic")) bench_critic(nmodes, modes, &rng);
     cg_cuda_mem_stats st;
     cg_cuda_mem_stats_get(&st);
