@@ -44,6 +44,8 @@ typedef struct {
 
 static bench B;
 
+#define MODE_NAME(m) cg_math_mode_name((cg_math_mode)(m)) /* "fp32", "tf32", "bf16" */
+
 static int cmp_float(const void *a, const void *b) {
     float x = *(const float *)a, y = *(const float *)b;
     return (x > y) - (x < y);
@@ -64,8 +66,6 @@ static double time_ms(run_fn fn, void *ctx) {
     qsort(t, (size_t)reps, sizeof t[0], cmp_float);
     return reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
 }
-
-static const char *MODE_NAMES[3] = {"fp32", "tf32", "bf16"};
 
 static void record(const char *group, const char *name, const char *mode, const char *metric, double ms,
                    double flops, int64_t batch) {
@@ -191,10 +191,10 @@ static void bench_layers(int nmodes, const int *modes, cg_rng *rng) {
         for (int m = 0; m < nmodes; m++) {
             cg_set_math_mode((cg_math_mode)modes[m]);
             double f = time_ms(run_layer_fwd, &l), fb = time_ms(run_layer_fwdbwd, &l);
-            printf("%-22s %-5s %10.3f %9.2f %12.3f %9.2f\n", c.name, MODE_NAMES[modes[m]], f, flops / f / 1e9, fb,
+            printf("%-22s %-5s %10.3f %9.2f %12.3f %9.2f\n", c.name, MODE_NAME(modes[m]), f, flops / f / 1e9, fb,
                    3 * flops / fb / 1e9);
-            record("layers", c.name, MODE_NAMES[modes[m]], "fwd", f, flops, N);
-            record("layers", c.name, MODE_NAMES[modes[m]], "fwd+bwd", fb, 3 * flops, N);
+            record("layers", c.name, MODE_NAME(modes[m]), "fwd", f, flops, N);
+            record("layers", c.name, MODE_NAME(modes[m]), "fwd+bwd", fb, 3 * flops, N);
             if (B.profile) { /* each gradient alone: forward + dx, forward + dw, minus the forward */
                 cg_set_requires_grad(l.w, false);
                 double fx = time_ms(run_layer_fwdbwd, &l) - f;
@@ -204,8 +204,8 @@ static void bench_layers(int nmodes, const int *modes, cg_rng *rng) {
                 cg_set_requires_grad(l.x, true);
                 printf("  %-20s %-5s %10s %9s   dx %.3f ms (%.2f TFLOP/s), dw %.3f ms (%.2f TFLOP/s)\n", "", "", "",
                        "", fx, flops / fx / 1e9, fw, flops / fw / 1e9);
-                record("layers", c.name, MODE_NAMES[modes[m]], "dx", fx, flops, N);
-                record("layers", c.name, MODE_NAMES[modes[m]], "dw", fw, flops, N);
+                record("layers", c.name, MODE_NAME(modes[m]), "dx", fx, flops, N);
+                record("layers", c.name, MODE_NAME(modes[m]), "dw", fw, flops, N);
             }
         }
         cg_set_math_mode(CG_MATH_FP32);
@@ -419,9 +419,9 @@ static void bench_generate(int nmodes, const int *modes, cg_rng *rng, int do_che
         for (int mi = 0; mi < nmodes; mi++) {
             cg_set_math_mode((cg_math_mode)modes[mi]);
             double ms = time_ms(run_generate, &g);
-            printf("%-22s %-5s %10.2f %12.4f %9.2f\n", name, MODE_NAMES[modes[mi]], ms, ms / Bn, fps * Bn / ms / 1e9);
-            record("generate", name, MODE_NAMES[modes[mi]], "batch", ms, fps * Bn, Bn);
-            if (B.profile && bi == 1) profile_generate(&g, MODE_NAMES[modes[mi]], Bn);
+            printf("%-22s %-5s %10.2f %12.4f %9.2f\n", name, MODE_NAME(modes[mi]), ms, ms / Bn, fps * Bn / ms / 1e9);
+            record("generate", name, MODE_NAME(modes[mi]), "batch", ms, fps * Bn, Bn);
+            if (B.profile && bi == 1) profile_generate(&g, MODE_NAME(modes[mi]), Bn);
         }
         B.reps = reps;
         B.warmup = warm;
@@ -455,8 +455,8 @@ static void bench_generate(int nmodes, const int *modes, cg_rng *rng, int do_che
                 den += (double)hw[i] * hw[i];
             }
             double e = den > 0 ? sqrt(num / den) : sqrt(num);
-            printf(" %s %.2e", MODE_NAMES[modes[mi]], e);
-            record("check", "generate_b1_vs_cpu", MODE_NAMES[modes[mi]], "rel_err", e, 0, 1);
+            printf(" %s %.2e", MODE_NAME(modes[mi]), e);
+            record("check", "generate_b1_vs_cpu", MODE_NAME(modes[mi]), "rel_err", e, 0, 1);
             free(hg);
             cg_tensor_free(got);
         }
@@ -605,8 +605,8 @@ static void bench_pp_train(int nmodes, const int *modes, cg_rng *rng, int do_che
     for (int mi = 0; mi < nmodes; mi++) {
         cg_set_math_mode((cg_math_mode)modes[mi]);
         double ms = time_ms(run_pp_train, &p);
-        printf("%-22s %-5s %10.2f ms %9.2f TFLOP/s\n", "pp_train_b64", MODE_NAMES[modes[mi]], ms, 3 * fwd / ms / 1e9);
-        record("train", "pp_train_b64", MODE_NAMES[modes[mi]], "step", ms, 3 * fwd, Bn);
+        printf("%-22s %-5s %10.2f ms %9.2f TFLOP/s\n", "pp_train_b64", MODE_NAME(modes[mi]), ms, 3 * fwd / ms / 1e9);
+        record("train", "pp_train_b64", MODE_NAME(modes[mi]), "step", ms, 3 * fwd, Bn);
     }
     cg_set_math_mode(CG_MATH_FP32);
     cg_optim_free(p.opt);
@@ -670,8 +670,8 @@ static void bench_critic(int nmodes, const int *modes, cg_rng *rng) {
     for (int mi = 0; mi < nmodes; mi++) {
         cg_set_math_mode((cg_math_mode)modes[mi]);
         double ms = time_ms(run_critic, &c);
-        printf("%-22s %-5s %10.2f ms\n", "critic_gp_b64", MODE_NAMES[modes[mi]], ms);
-        record("train", "critic_gp_b64", MODE_NAMES[modes[mi]], "step", ms, 0, Bn);
+        printf("%-22s %-5s %10.2f ms\n", "critic_gp_b64", MODE_NAME(modes[mi]), ms);
+        record("train", "critic_gp_b64", MODE_NAME(modes[mi]), "step", ms, 0, Bn);
     }
     cg_set_math_mode(CG_MATH_FP32);
     cg_optim_free(c.opt);
@@ -714,7 +714,7 @@ int main(int argc, char **argv) {
     }
     int modes[3], nmodes = 0;
     for (int m = 0; m < 3; m++)
-        if (strstr(modes_s, MODE_NAMES[m])) modes[nmodes++] = m;
+        if (strstr(modes_s, MODE_NAME(m))) modes[nmodes++] = m;
     if (nmodes == 0) return cli_fail("gpu_bench", "--modes names none of fp32, tf32, bf16");
     B = (bench){warmup < 0 ? 0 : warmup, reps < 1 ? 1 : reps, smoke, profile, cg_cuda_timer_new(), cg_cuda_timer_new(),
                 NULL, 1};

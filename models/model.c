@@ -24,10 +24,16 @@ int cg_model_families(const cg_model_family *const **out) {
     return (int)(sizeof FAMILIES / sizeof FAMILIES[0]);
 }
 
+static bool math_is_default(const char *spec) { return !spec || !*spec || strcmp(spec, "fp32") == 0; }
+
+cg_status cg_math_spec_check_device(const char *spec, cg_device dev) {
+    if (math_is_default(spec) || dev == CG_CUDA) return CG_OK;
+    return cg_set_error(CG_ERR_INVALID, "math '%s' needs device cuda (the CPU computes in fp32 only)", spec);
+}
+
 cg_status cg_model_set_math(const cg_model_family *fam, cg_model *m, cg_device dev, const char *spec) {
-    if (!spec || !*spec || strcmp(spec, "fp32") == 0) return CG_OK; /* the default */
-    if (dev != CG_CUDA)
-        return cg_set_error(CG_ERR_INVALID, "math '%s' needs device cuda (the CPU computes in fp32 only)", spec);
+    if (math_is_default(spec)) return CG_OK;
+    if (cg_math_spec_check_device(spec, dev) != CG_OK) return cg_last_status();
     if (!fam->root) return cg_set_error(CG_ERR_INVALID, "model '%s' does not expose its modules: math must be fp32",
                                         fam->name);
     return cg_module_set_math_spec(fam->root(m), spec);

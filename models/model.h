@@ -60,8 +60,10 @@ typedef struct {
 } cg_model_family;
 
 /* Apply a math spec (cg_module_set_math_spec: "tf32", "decoder:tf32,...") to a model on
- * device dev: on the CPU only "fp32" is accepted (it has no other mode). */
+ * device dev: on the CPU only "fp32" is accepted (it has no other mode), which
+ * cg_math_spec_check_device checks alone (before there is a model). */
 cg_status cg_model_set_math(const cg_model_family *fam, cg_model *m, cg_device dev, const char *spec);
+cg_status cg_math_spec_check_device(const char *spec, cg_device dev);
 
 const cg_model_family *cg_model_family_find(const char *name);
 /* The registered families, for --help. */

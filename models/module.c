@@ -208,13 +208,12 @@ cg_math_mode cg_module_math_mode(const cg_module *m) {
 }
 
 cg_status cg_module_set_math_spec(cg_module *root, const char *spec) {
-    char buf[512];
-    if (!spec || strlen(spec) >= sizeof buf) return cg_set_error(CG_ERR_INVALID, "math: spec missing or too long");
-    snprintf(buf, sizeof buf, "%s", spec);
+    char tmp[512];
+    if (!spec || strlen(spec) >= sizeof tmp) return cg_set_error(CG_ERR_INVALID, "math: spec missing or too long");
     /* validate everything first: a bad spec changes nothing */
     for (int pass = 0; pass < 2; pass++) {
-        char tmp[512], *save = NULL;
-        snprintf(tmp, sizeof tmp, "%s", buf);
+        char *save = NULL;
+        snprintf(tmp, sizeof tmp, "%s", spec); /* strtok_r cuts it up */
         for (char *item = strtok_r(tmp, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
             char *colon = strrchr(item, ':');
             const char *path = colon ? item : "", *mode_s = colon ? colon + 1 : item;

@@ -369,9 +369,8 @@ cg_status cg_train(cg_config *cfg, const cg_train_opts *o, cg_train_result *res)
         st = cg_set_error(CG_ERR_INVALID, "device cuda: no usable GPU (or calograd was built without CUDA)");
     else if (epochs < 1 || batch < 1 || ck_every < 1 || log_every < 1)
         st = cg_set_error(CG_ERR_INVALID, "epochs, batch, checkpoint_every and log_every must be at least 1");
-    else if (dev != CG_CUDA && strcmp(cg_config_str(cfg, "math"), "fp32") != 0)
-        st = cg_set_error(CG_ERR_INVALID, "math '%s' needs device cuda (the CPU computes in fp32 only)",
-                          cg_config_str(cfg, "math"));
+    else if (cg_math_spec_check_device(cg_config_str(cfg, "math"), dev) != CG_OK)
+        st = cg_last_status();
     double holdout = cg_config_float(cfg, "holdout");
     if (st == CG_OK && !(holdout >= 0 && holdout < 1)) st = cg_set_error(CG_ERR_INVALID, "holdout must be in [0, 1)");
     if (st != CG_OK) goto early;

@@ -60,7 +60,7 @@ printf 'not a cvox file at all' >"$T/junk.cvox"
 check "not a .cvox file" 2 "junk.cvox" -- "$CG" train --data "$T/junk.cvox" --out "$T/x"
 check "typo in a config file" 2 "unknown option 'laten'" -- sh -c "printf 'laten = 3\n' > '$T/c.cfg' && '$CG' train --data '$T/data.cvox' --out '$T/x' --config '$T/c.cfg'"
 check "math mode on the cpu" 2 "needs device cuda" -- "$CG" train --data "$T/data.cvox" --out "$T/x" --math tf32
-check "generate: math mode on the cpu" 2 "needs --device cuda" -- "$CG" generate --checkpoint "$T/a/model.ckpt" --events 5 -o "$T/g.cvox" --math decoder:bf16
+check "generate: math mode on the cpu" 2 "needs device cuda" -- "$CG" generate --checkpoint "$T/a/model.ckpt" --events 5 -o "$T/g.cvox" --math decoder:bf16
 check "bad value" 2 "is not an integer" -- "$CG" train --data "$T/data.cvox" --out "$T/x" --set latent=many
 "$CG" simulate --geometry custom --grid 6,8,8 --events 50 --seed 3 -o "$T/other.cvox" >/dev/null
 check "resume with another data file" 2 "'data' was" -- "$CG" train --data "$T/other.cvox" --out "$T/a" --resume

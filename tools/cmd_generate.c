@@ -43,8 +43,6 @@ int cmd_generate(int argc, char **argv) {
                            .device = strcmp(device, "cuda") == 0 ? CG_CUDA : CG_CPU, .math = math};
     if (go.device == CG_CUDA && !cg_device_available(CG_CUDA))
         return cli_fail("generate", "--device cuda: no usable GPU (or calograd was built without CUDA)");
-    if (go.device != CG_CUDA && strcmp(math, "fp32") != 0)
-        return cli_fail("generate", "--math %s needs --device cuda (the CPU computes in fp32 only)", math);
     const char *names[3] = {"energy", "theta", "phi"};
     double *ranges[3] = {energy, theta, phi};
     for (int i = 0; i < 3; i++)
