@@ -45,25 +45,11 @@
 #include "calograd.h"
 #include "core/threads.h"
 #include "fma_peak.h"
+#include "layer_suite.h"
 #include "kernels/cpu/avx2.h"
 
-typedef struct {
-    const char *name;
-    int transposed;  /* conv_transpose3d: Ci→Co are the transposed conv's channels */
-    int Ci, Co, k, s, p, D; /* D: the input's extent (of the transposed conv for convT) */
-} bcase;
-
-static const bcase SUITE[] = {
-    {"enc_c1_k4s2_1to32_30", 0, 1, 32, 4, 2, 1, 30},
-    {"c3_32to32_30", 0, 32, 32, 3, 1, 1, 30},
-    {"c4s2_32to64_15", 0, 32, 64, 4, 2, 1, 30},
-    {"c3_64to64_15", 0, 64, 64, 3, 1, 1, 15},
-    {"ct4s2_64to32_15to30", 1, 64, 32, 4, 2, 1, 15},
-    {"ct3_32to1_30", 1, 32, 1, 3, 1, 1, 30},
-    {"pp_k1_2to128_30", 0, 2, 128, 1, 1, 0, 30},
-    {"pp_k1_128to128_30", 0, 128, 128, 1, 1, 0, 30},
-    {"gan3d_k5_8to8_25", 0, 8, 8, 5, 1, 2, 25},
-};
+typedef cg_layer_case bcase;
+#define SUITE CG_LAYER_SUITE
 static const bcase QUICK = {"quick_c3_16to16_12", 0, 16, 16, 3, 1, 1, 12};
 
 #define DNNL(call)                                                                          \

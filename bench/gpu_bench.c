@@ -32,6 +32,7 @@
 #include "calograd.h"
 #include "kernels/cuda/cuda.h"
 #include "tools/cli.h"
+#include "layer_suite.h"
 
 #define GPU CG_CUDA
 
@@ -129,26 +130,13 @@ static double module_flop(const cg_module *m, const cg_tensor *x, const cg_tenso
 /* ---------------------------------------------------------- layer suite ---- */
 
 typedef struct {
-    const char *name;
-    int transpose, ci, co, k, s, p, d;
-} layer_case;
-
-static const layer_case LAYERS[] = {
-    {"enc_c1_k4s2_1to32_30", 0, 1, 32, 4, 2, 1, 30},  {"c3_32to32_30", 0, 32, 32, 3, 1, 1, 30},
-    {"c4s2_32to64_15", 0, 32, 64, 4, 2, 1, 15},       {"c3_64to64_15", 0, 64, 64, 3, 1, 1, 15},
-    {"ct4s2_64to32_15to30", 1, 64, 32, 4, 2, 1, 15},  {"ct3_32to1_30", 1, 32, 1, 3, 1, 1, 30},
-    {"pp_k1_2to128_30", 0, 2, 128, 1, 1, 0, 30},      {"pp_k1_128to128_30", 0, 128, 128, 1, 1, 0, 30},
-    {"gan3d_k5_8to8_25", 0, 8, 8, 5, 1, 2, 25},
-};
-
-typedef struct {
-    const layer_case *c;
+    const cg_layer_case *c;
     cg_tensor *x, *w, *gy;
 } layer_ctx;
 
 static cg_tensor *layer_forward(layer_ctx *l) {
     cg_conv_opts o = cg_conv_opts_make(l->c->s, l->c->p, 0);
-    return l->c->transpose ? cg_conv_transpose3d(l->x, l->w, NULL, o) : cg_conv3d(l->x, l->w, NULL, o);
+    return l->c->transposed ? cg_conv_transpose3d(l->x, l->w, NULL, o) : cg_conv3d(l->x, l->w, NULL, o);
 }
 
 static void run_layer_fwd(void *ctx) {
@@ -173,21 +161,21 @@ static void bench_layers(int nmodes, const int *modes, cg_rng *rng) {
     int64_t N = B.smoke ? 1 : 64;
     printf("\nlayer suite, batch %lld (fwd+bwd = forward, dx and dw)\n", (long long)N);
     printf("%-22s %-5s %10s %9s %12s %9s\n", "case", "mode", "fwd ms", "TFLOP/s", "fwd+bwd ms", "TFLOP/s");
-    for (size_t i = 0; i < sizeof LAYERS / sizeof LAYERS[0]; i++) {
-        layer_case c = LAYERS[i];
-        if (B.smoke) c.d = c.d / 3 > c.k ? c.d / 3 : c.k + 1;
-        int64_t D = c.d, out = c.transpose ? (D - 1) * c.s - 2 * c.p + c.k : (D + 2 * c.p - c.k) / c.s + 1;
+    for (int i = 0; i < CG_LAYER_SUITE_N; i++) {
+        cg_layer_case c = CG_LAYER_SUITE[i];
+        if (B.smoke) c.D = c.D / 3 > c.k ? c.D / 3 : c.k + 1;
+        int64_t D = c.D, out = c.transposed ? (D - 1) * c.s - 2 * c.p + c.k : (D + 2 * c.p - c.k) / c.s + 1;
         layer_ctx l = {&c, NULL, NULL, NULL};
-        l.x = cg_tensor_randn(GPU, CG_SHAPE(N, c.ci, D, D, D), rng, 0, 1);
-        l.w = c.transpose ? cg_tensor_randn(GPU, CG_SHAPE(c.ci, c.co, c.k, c.k, c.k), rng, 0, 0.1f)
-                          : cg_tensor_randn(GPU, CG_SHAPE(c.co, c.ci, c.k, c.k, c.k), rng, 0, 0.1f);
-        l.gy = cg_tensor_randn(GPU, CG_SHAPE(N, c.co, out, out, out), rng, 0, 1);
+        l.x = cg_tensor_randn(GPU, CG_SHAPE(N, c.Ci, D, D, D), rng, 0, 1);
+        l.w = c.transposed ? cg_tensor_randn(GPU, CG_SHAPE(c.Ci, c.Co, c.k, c.k, c.k), rng, 0, 0.1f)
+                           : cg_tensor_randn(GPU, CG_SHAPE(c.Co, c.Ci, c.k, c.k, c.k), rng, 0, 0.1f);
+        l.gy = cg_tensor_randn(GPU, CG_SHAPE(N, c.Co, out, out, out), rng, 0, 1);
         check(l.x && l.w ? l.gy : NULL, "allocating a layer case");
         cg_set_requires_grad(l.x, true);
         cg_set_requires_grad(l.w, true);
         /* MACs: Ci·Co·k³ per output voxel (conv) or per input voxel (transposed conv) */
-        double vox = c.transpose ? (double)D * D * D : (double)out * out * out;
-        double flops = 2.0 * N * c.ci * c.co * c.k * c.k * c.k * vox;
+        double vox = c.transposed ? (double)D * D * D : (double)out * out * out;
+        double flops = 2.0 * N * c.Ci * c.Co * c.k * c.k * c.k * vox;
         for (int m = 0; m < nmodes; m++) {
             cg_set_math_mode((cg_math_mode)modes[m]);
             double f = time_ms(run_layer_fwd, &l), fb = time_ms(run_layer_fwdbwd, &l);

@@ -14,14 +14,9 @@
 
 #include "calograd.h"
 
-typedef struct { const char *name; int tr, Ci, Co, k, s, p, D; } bcase;
-static const bcase SUITE[] = {
-    {"enc_c1_k4s2_1to32_30", 0, 1, 32, 4, 2, 1, 30}, {"c3_32to32_30", 0, 32, 32, 3, 1, 1, 30},
-    {"c4s2_32to64_15", 0, 32, 64, 4, 2, 1, 30},      {"c3_64to64_15", 0, 64, 64, 3, 1, 1, 15},
-    {"ct4s2_64to32_15to30", 1, 64, 32, 4, 2, 1, 15}, {"ct3_32to1_30", 1, 32, 1, 3, 1, 1, 30},
-    {"pp_k1_2to128_30", 0, 2, 128, 1, 1, 0, 30},     {"pp_k1_128to128_30", 0, 128, 128, 1, 1, 0, 30},
-    {"gan3d_k5_8to8_25", 0, 8, 8, 5, 1, 2, 25},
-};
+#include "bench/layer_suite.h"
+#define SUITE CG_LAYER_SUITE
+typedef cg_layer_case bcase;
 
 static double cpu_s(void) {
     struct timespec t;
@@ -45,11 +40,11 @@ int main(int argc, char **argv) {
         const bcase *b = &SUITE[i];
         if (only && !strstr(b->name, only)) continue;
         cg_conv_desc c = {.N = 8};
-        c.Ci = b->tr ? b->Co : b->Ci;
-        c.Co = b->tr ? b->Ci : b->Co;
+        c.Ci = b->transposed ? b->Co : b->Ci;
+        c.Co = b->transposed ? b->Ci : b->Co;
         for (int d = 0; d < 3; d++) {
             c.k[d] = b->k; c.stride[d] = b->s; c.pad[d] = b->p;
-            if (b->tr) { c.out[d] = b->D; c.in[d] = (b->D - 1) * b->s - 2 * b->p + b->k; }
+            if (b->transposed) { c.out[d] = b->D; c.in[d] = (b->D - 1) * b->s - 2 * b->p + b->k; }
             else { c.in[d] = b->D; c.out[d] = (b->D + 2 * b->p - b->k) / b->s + 1; }
         }
         int64_t nx = c.N * c.Ci * c.in[0] * c.in[1] * c.in[2], ny = c.N * c.Co * c.out[0] * c.out[1] * c.out[2];
