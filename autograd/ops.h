@@ -121,16 +121,29 @@ cg_tensor *cg_avg_pool3d(cg_tensor *x, int k);
 cg_tensor *cg_upsample_nearest3d(cg_tensor *x, int k);
 
 /* ------------------------------------------------- pointwise.c ---- */
-/* One fused kernel-size-1 layer for inference (no gradient): y = w·a(n(x)) + bias + bias_b,
- * where n is the layer norm of x over its voxels with statistics x_mean/x_rstd (B, Ci) and
- * per-voxel gamma/beta (or no norm when x_mean is NULL) and a is leaky_relu(slope) when act.
- * x (B, Ci, ...voxels), w (Co, Ci[, 1, 1, 1]), bias (Co), bias_b (B, Co); any of x_mean,
- * x_rstd, gamma, beta, bias, bias_b may be NULL. y has x's shape with Co channels; when
- * y_stats is given, y_stats[0] and [1] receive y's mean and rstd per (B, Co), with eps.
- * See core/backend.h (pointwise_layer). */
-cg_tensor *cg_pointwise_layer(cg_tensor *x, cg_tensor *x_mean, cg_tensor *x_rstd, cg_tensor *gamma,
-                              cg_tensor *beta, int act, float slope, cg_tensor *w, cg_tensor *bias,
-                              cg_tensor *bias_b, float eps, cg_tensor **y_stats);
+/* One fused kernel-size-1 layer for inference (no gradient): y = w·a(n(u)) + bias + bias_b,
+ * where u is x, n the layer norm of u over its voxels with statistics x_mean/x_rstd (B, Ci)
+ * and per-voxel gamma/beta (no norm when x_mean is NULL), and a is leaky_relu(slope) when
+ * act. x (B, Ci, ...voxels), w (Co, Ci[, 1, 1, 1]), bias (Co), bias_b (B, Co). y has x's
+ * shape with Co channels; when y_stats is given, y_stats[0] and [1] receive y's mean and
+ * rstd per (B, Co), with eps. Two fusions with the layers around it:
+ *   x_scale, x_shift (Ci): x has one channel and u = x_scale·x + x_shift (the 1 -> Ci
+ *     kernel-size-1 layer before this one; cg_pointwise_expand_stats gives u's statistics);
+ *   proj (Co): the Co -> 1 layer after this one (weight proj, activation a, no bias) is
+ *     applied too and y is its (B, 1, ...) output (no y_stats then).
+ * Every field of o may be NULL/0; o itself may be NULL. See core/backend.h (cg_pw_args). */
+typedef struct {
+    cg_tensor *x_scale, *x_shift, *x_mean, *x_rstd, *gamma, *beta;
+    int act;
+    float slope;
+    cg_tensor *bias, *bias_b, *proj;
+    float eps;
+} cg_pw_opts;
+cg_tensor *cg_pointwise_layer(cg_tensor *x, cg_tensor *w, const cg_pw_opts *o, cg_tensor **y_stats);
+/* The statistics (B, Ci) of the expanded input x_scale·x + x_shift of a one-channel x
+ * (B, 1, ...), from x's mean and variance: rstd = 1/sqrt(x_scale²·var(x) + eps). 0 or -1. */
+int cg_pointwise_expand_stats(cg_tensor *x, cg_tensor *x_scale, cg_tensor *x_shift, float eps, cg_tensor **mean,
+                              cg_tensor **rstd);
 
 /* ------------------------------------------------------ norm.c ---- */
 /* Layer norm over the last `naxes` axes, with an optional gain and bias shaped like those

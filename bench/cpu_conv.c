@@ -251,7 +251,8 @@ static void cg_case_free(cg_case *k) {
 /* ------------------------------------------------- post-processor ---- */
 
 /* The BIB-AE post-processor (models.md §1.5) forward on B showers of 30³: the energy MLP,
- * then six per-voxel layers, each one pointwise_layer call. Returns ms for the batch. */
+ * then six per-voxel layers in four pointwise_layer calls (conv1 expanded in conv2's input,
+ * conv6 a projection of conv5's output: core/backend.h, cg_pw_args). Returns ms for the batch. */
 typedef struct {
     const cg_backend *be;
     int64_t B, V;
@@ -324,21 +325,35 @@ static void pp_forward(pp_model *m) {
     }
     /* conv2's energy part folds into a per-sample bias: bias_b = econd · w2eᵀ */
     be->gemm(0, 1, B, 128, 64, 1.0f, m->econd, 64, 0, m->w2e, 64, 0, 0.0f, m->bias_b, 128, 0, 1);
-    /* conv1 (1→128): raw input, output statistics for LN1 */
-    be->pointwise_layer(m->act[0], m->mean[0], m->rstd[0], m->img, NULL, NULL, NULL, NULL, 0, 0.01f, m->w[0],
-                        m->bias[0], NULL, B, 1, 128, V, 1e-5f);
+    /* conv1 (1→128) is expanded in conv2's loader: its LN statistics per (sample, channel)
+     * follow from the mean and variance of the shower (tiny: on the host side) */
+    for (int64_t b = 0; b < B; b++) {
+        const float *x = m->img + b * V;
+        double s = 0, ss = 0;
+        for (int64_t v = 0; v < V; v++) s += x[v];
+        double mx = s / (double)V;
+        for (int64_t v = 0; v < V; v++) ss += (x[v] - mx) * (x[v] - mx);
+        for (int c = 0; c < 128; c++) {
+            m->mean[1][b * 128 + c] = (float)(m->w[0][c] * mx + m->bias[0][c]);
+            m->rstd[1][b * 128 + c] = (float)(1.0 / sqrt((double)m->w[0][c] * m->w[0][c] * (ss / (double)V) + 1e-5));
+        }
+    }
     /* conv2..conv4: LN + LeakyReLU of the previous output on the fly, statistics out */
     for (int l = 1; l <= 3; l++) {
-        int a = (l - 1) % 2, o = l % 2;
-        be->pointwise_layer(m->act[o], m->mean[o], m->rstd[o], m->act[a], m->mean[a], m->rstd[a], m->gamma[l - 1],
-                            m->beta[l - 1], 1, 0.01f, m->w[l], m->bias[l], l == 1 ? m->bias_b : NULL, B, 128, 128, V,
-                            1e-5f);
+        int a = l % 2, o = (l + 1) % 2;
+        be->pointwise_layer(&(cg_pw_args){
+            .y = m->act[o], .y_mean = m->mean[o], .y_rstd = m->rstd[o], .x = l == 1 ? m->img : m->act[a],
+            .x_scale = l == 1 ? m->w[0] : NULL, .x_shift = l == 1 ? m->bias[0] : NULL, .x_mean = m->mean[a],
+            .x_rstd = m->rstd[a], .gamma = m->gamma[l - 1], .beta = m->beta[l - 1], .act = 1, .slope = 0.01f,
+            .w = m->w[l], .bias = m->bias[l], .bias_b = l == 1 ? m->bias_b : NULL, .B = B, .Ci = 128, .Co = 128,
+            .V = V, .eps = 1e-5f});
     }
-    /* conv5: LN4 + LeakyReLU in, no statistics out; conv6: LeakyReLU in, 128→1, no bias */
-    be->pointwise_layer(m->act[0], NULL, NULL, m->act[1], m->mean[1], m->rstd[1], m->gamma[3], m->beta[3], 1, 0.01f,
-                        m->w[4], m->bias[4], NULL, B, 128, 128, V, 1e-5f);
-    be->pointwise_layer(m->out, NULL, NULL, m->act[0], NULL, NULL, NULL, NULL, 1, 0.01f, m->w[5], NULL, NULL, B, 128, 1,
-                        V, 1e-5f);
+    /* conv5: LN4 + LeakyReLU in; conv6 (LeakyReLU in, 128→1, no bias) applied to its output
+     * as a projection, so conv5's 128 channels are never written */
+    be->pointwise_layer(&(cg_pw_args){.y = m->out, .x = m->act[0], .x_mean = m->mean[0], .x_rstd = m->rstd[0],
+                                      .gamma = m->gamma[3], .beta = m->beta[3], .act = 1, .slope = 0.01f,
+                                      .w = m->w[4], .bias = m->bias[4], .proj = m->w[5], .B = B, .Ci = 128, .Co = 128,
+                                      .V = V, .eps = 1e-5f});
 }
 
 /* ------------------------------------------------------------ driver ---- */

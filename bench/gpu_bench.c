@@ -306,25 +306,38 @@ static cg_tensor *bibae_generate(bibae *m, cg_tensor *z, cg_tensor *E) {
     cg_tensor_retain(w2a);
     cg_tape_rewind(pm);
     prof_stop("pp.econd", 0, tbytes(x));
+    /* four kernels for the six layers: conv1 (1 -> 128) is expanded in conv2's loader, its
+     * layer-norm statistics following from the shower's mean and variance; conv6 (128 -> 1)
+     * is a projection of conv5's tile (core/backend.h, cg_pw_args) */
+    cg_tensor *w1 = cg_module_param(m->pconv[0], "weight"), *b1 = cg_module_param(m->pconv[0], "bias");
     cg_tensor *stats[2], *ms = NULL, *rs = NULL;
-    for (int i = 0; i < 6; i++) {
+    prof_start();
+    cg_tape_pos sm = cg_tape_mark();
+    check(cg_pointwise_expand_stats(x, w1, b1, 1e-5f, &ms, &rs) == 0 ? ms : NULL, "conv1's statistics");
+    cg_tensor_retain(ms); /* past the rewind */
+    cg_tensor_retain(rs);
+    cg_tape_rewind(sm);
+    prof_stop("pp.conv1_stats", 0, tbytes(x));
+    const double vox = (double)cg_numel(x); /* B · 27000 */
+    for (int i = 1; i <= 4; i++) {
         prof_start();
         cg_tape_pos lm = cg_tape_mark();
-        cg_tensor *w = i == 1 ? w2a : cg_module_param(m->pconv[i], "weight");
-        cg_tensor *g = i >= 1 && i <= 4 ? cg_module_param(m->pln[i - 1], "weight") : NULL;
-        cg_tensor *be = i >= 1 && i <= 4 ? cg_module_param(m->pln[i - 1], "bias") : NULL;
-        int want_stats = i < 4; /* conv1..conv4 feed a layer norm */
-        cg_tensor *y = cg_pointwise_layer(x, i <= 4 ? ms : NULL, i <= 4 ? rs : NULL, g, be, i > 0, 0.01f, w,
-                                          cg_module_param(m->pconv[i], "bias"), i == 1 ? bias_b : NULL, 1e-5f,
+        int want_stats = i < 4; /* conv2..conv4 feed a layer norm */
+        cg_pw_opts o = {.x_scale = i == 1 ? w1 : NULL, .x_shift = i == 1 ? b1 : NULL, .x_mean = ms, .x_rstd = rs,
+                        .gamma = cg_module_param(m->pln[i - 1], "weight"), .beta = cg_module_param(m->pln[i - 1], "bias"),
+                        .act = 1, .slope = 0.01f, .bias = cg_module_param(m->pconv[i], "bias"),
+                        .bias_b = i == 1 ? bias_b : NULL, .proj = i == 4 ? cg_module_param(m->pconv[5], "weight") : NULL,
+                        .eps = 1e-5f};
+        cg_tensor *y = cg_pointwise_layer(x, i == 1 ? w2a : cg_module_param(m->pconv[i], "weight"), &o,
                                           want_stats ? stats : NULL);
         if (y && want_stats) { /* before the rewind, which would free them */
             cg_tensor_retain(stats[0]);
             cg_tensor_retain(stats[1]);
         }
         y = keep(lm, y);
-        char nm[24]; /* conv2..conv5 normalise their input (the previous layer's LN) as they load it */
-        snprintf(nm, sizeof nm, "pp.%sconv%d", i >= 1 && i <= 4 ? "ln+" : "", i + 1);
-        prof_stop(nm, 2.0 * (double)cg_numel(y) * (double)w->shape[1], tbytes(x) + tbytes(y));
+        /* FLOPs of the original's layers (128·128 per voxel, plus conv1's or conv6's 128) */
+        static const char *names[5] = {"", "pp.conv1+ln+conv2", "pp.ln+conv3", "pp.ln+conv4", "pp.ln+conv5+conv6"};
+        prof_stop(names[i], 2.0 * vox * 128 * (128 + (i == 1 || i == 4)), tbytes(x) + tbytes(y));
         cg_tensor_free(x);
         cg_tensor_free(ms);
         cg_tensor_free(rs);

@@ -90,6 +90,36 @@ typedef struct {
     int k[3], stride[3], pad[3];
 } cg_conv_desc;
 
+/* The fused per-voxel (kernel-size-1) layer: the post-processor's building block, for
+ * inference (no backward). x (B, Ci, V), w (Co, Ci), y (B, Co, V):
+ *     y[b][co][v] = bias[co] + bias_b[b][co] + Σ_ci w[co][ci] · a(n(u[b][ci][v]))
+ *   u = x, or with x_scale set, x has ONE channel and u is a 1 -> Ci kernel-size-1 layer of
+ *     it computed as it is read: u[b][ci][v] = x_scale[ci]·x[b][0][v] + x_shift[ci] (one
+ *     rounding, as that layer's own output), so the Ci-channel u never exists in memory;
+ *   n = layer norm of u over v when x_mean != NULL, with u's statistics (B, Ci):
+ *         n(u) = (u - x_mean[b][ci]) · x_rstd[b][ci] · gamma[v] + beta[v]
+ *       (gamma, beta may be NULL: 1 and 0); otherwise n(u) = u;
+ *   a = leaky_relu(slope) when act != 0, else the identity.
+ * bias (Co), bias_b (B, Co), x_shift may be NULL (zeros). When y_mean != NULL the kernel
+ * also writes, per (b, co), y's mean over v and rstd = 1/sqrt(var + eps) (biased variance):
+ * the next layer's x_mean/x_rstd, so a stack conv(k1) -> LN -> LReLU -> conv(k1) -> ...
+ * never materialises the normalised activations.
+ * With proj (Co) set, the layer is followed by a Co -> 1 layer with weight proj, the same
+ * activation, no norm and no bias, and only that layer's output is written: y is (B, 1, V),
+ *     y[b][0][v] = Σ_co proj[co] · a(z[b][co][v])   (z: the y defined above),
+ * so the Co-channel z never exists in memory either (y_mean must be NULL then). */
+typedef struct {
+    float *y, *y_mean, *y_rstd;
+    const float *x, *x_scale, *x_shift, *x_mean, *x_rstd, *gamma, *beta;
+    int act;
+    float slope;
+    const float *w, *bias, *bias_b, *proj;
+    int64_t B;
+    int Ci, Co;
+    int64_t V;
+    float eps;
+} cg_pw_args;
+
 /* Math modes for the GPU's matrix kernels: fp32 by default; TF32 and BF16 use tensor cores
  * with fp32 accumulation. The CPU ignores it. Set per thread with cg_set_math_mode(), per
  * module with cg_module_set_math_mode() (models/module.h). */
@@ -152,21 +182,8 @@ typedef struct cg_backend {
     void (*gather_rows)(float *out, const float *x, const int32_t *idx, int64_t rows, int64_t cols);
     void (*scatter_rows)(float *out, const float *g, const int32_t *idx, int64_t rows, int64_t cols);
 
-    /* ---- fused per-voxel (kernel-size-1) layer: the post-processor's building block,
-     *      for inference (no backward). x (B, Ci, V), w (Co, Ci), y (B, Co, V):
-     *        y[b][co][v] = bias[co] + bias_b[b][co] + Σ_ci w[co][ci] · a(n(x[b][ci][v]))
-     *      n = layer norm of the input over v when x_mean != NULL:
-     *            n(x) = (x - x_mean[b][ci]) · x_rstd[b][ci] · gamma[v] + beta[v]
-     *          (gamma, beta may be NULL: 1 and 0); otherwise n(x) = x.
-     *      a = leaky_relu(slope) when act != 0, else the identity.
-     *      bias (Co) and bias_b (B, Co) may be NULL. When y_mean != NULL the kernel also
-     *      writes, per (b, co), the mean of y over v and rstd = 1/sqrt(var + eps) (biased
-     *      variance): the next layer's x_mean/x_rstd. So a stack conv(k1) -> LN -> LReLU ->
-     *      conv(k1) -> ... never materialises the normalised activations. ---- */
-    void (*pointwise_layer)(float *y, float *y_mean, float *y_rstd, const float *x, const float *x_mean,
-                            const float *x_rstd, const float *gamma, const float *beta, int act,
-                            float slope, const float *w, const float *bias, const float *bias_b,
-                            int64_t B, int Ci, int Co, int64_t V, float eps);
+    /* ---- fused per-voxel (kernel-size-1) layer for inference: see cg_pw_args ---- */
+    void (*pointwise_layer)(const cg_pw_args *a);
 
     /* ---- optimizer updates, PyTorch semantics, in place on p and the state buffers.
      *      gscale: NULL, or a device pointer to one float that multiplies g (clipping). ---- */

@@ -550,39 +550,54 @@ static void case_sort(const cg_backend *be) {
 }
 
 static void case_pointwise(const cg_backend *be) {
-    for (int trial = 0; trial < 5; trial++) {
+    for (int trial = 0; trial < 9; trial++) {
         int64_t B = irand(1, 3), V = irand(1, 700);
         int Ci = irand(1, 40), Co = irand(1, 40);
-        if (trial == 0) { B = 2; V = 27000; Ci = 128; Co = 128; } /* the post-processor's shape */
-        if (trial == 1) { B = 1; V = 1000; Ci = 1; Co = 128; }    /* its first layer */
-        if (trial == 2) { B = 2; V = 300; Ci = 128; Co = 1; }     /* its last layer */
-        int norm = irand(0, 1) || trial == 0, act = irand(0, 1), stats = irand(0, 1), bb = irand(0, 1);
-        float *x = h_rand(B * Ci * V, -2, 2), *w = h_rand((int64_t)Co * Ci, -0.5f, 0.5f), *bias = h_rand(Co, -1, 1);
+        /* expand: x has one channel, expanded to Ci by x_scale/x_shift; proj: the Co -> 1 layer after */
+        int expand = irand(0, 3) == 0, proj = irand(0, 3) == 0;
+        if (trial == 0) { B = 2; V = 27000; Ci = 128; Co = 128; expand = proj = 0; } /* the post-processor's shape */
+        if (trial == 1) { B = 1; V = 1000; Ci = 1; Co = 128; expand = proj = 0; }    /* its first layer */
+        if (trial == 2) { B = 2; V = 300; Ci = 128; Co = 1; expand = proj = 0; }     /* its last layer */
+        if (trial == 3) { B = 2; V = 3000; Ci = 128; Co = 128; expand = 1; proj = 0; } /* conv1 in conv2 */
+        if (trial == 4) { B = 2; V = 3000; Ci = 128; Co = 128; expand = 0; proj = 1; } /* conv5 + conv6 */
+        if (trial == 5) { B = 2; V = 333; Ci = 20; Co = 150; proj = 1; } /* a column taller than a GPU tile */
+        int norm = irand(0, 1) || trial == 0 || trial == 3, act = irand(0, 1) || trial >= 3, bb = irand(0, 1);
+        int stats = !proj && irand(0, 1), shift = irand(0, 3) != 0;
+        const int64_t nx = B * (expand ? 1 : Ci) * V;
+        float *x = h_rand(nx, -2, 2), *w = h_rand((int64_t)Co * Ci, -0.5f, 0.5f), *bias = h_rand(Co, -1, 1);
         float *xm = h_rand(B * Ci, -0.5f, 0.5f), *xr = h_rand(B * Ci, 0.5f, 2), *g = h_rand(V, 0.5f, 1.5f);
-        float *bt = h_rand(V, -1, 1), *bpb = h_rand(B * Co, -1, 1);
-        if (trial == 3) { /* outputs with a mean far from zero: statistics without cancellation */
+        float *bt = h_rand(V, -1, 1), *bpb = h_rand(B * Co, -1, 1), *xs = h_rand(Ci, -1.5f, 1.5f), *xt = h_rand(Ci, -1, 1);
+        float *pj = h_rand(Co, -0.5f, 0.5f);
+        if (trial == 6) { /* outputs with a mean far from zero: statistics without cancellation */
+            stats = 1;
+            proj = 0;
             for (int co = 0; co < Co; co++) bias[co] = 1000.0f + bias[co];
             /* ... and a spread far above the outputs' rounding (6e-5 at 1000): with a tiny
              * weight a single ulp of difference in one output would move rstd by more than
              * the tolerance, in any float implementation */
             for (int64_t i = 0; i < (int64_t)Co * Ci; i++) w[i] = w[i] < 0 ? w[i] - 0.25f : w[i] + 0.25f;
         }
-        int64_t ny = B * Co * V;
-        char pwshape[128];
-        snprintf(pwshape, sizeof pwshape, "trial %d B%lld V%lld Ci%d Co%d norm%d act%d stats%d bb%d", trial, (long long)B,
-                 (long long)V, Ci, Co, norm, act, stats, bb);
-        ON_BOTH(be, ny + 2 * B * Co, 2e-5, 1e-6, "pointwise_layer", pwshape, {
-            float *dx = a_up(A, x, B * Ci * V), *dw = a_up(A, w, (int64_t)Co * Ci), *db = a_up(A, bias, Co);
-            float *dm = a_up(A, xm, B * Ci), *dr = a_up(A, xr, B * Ci), *dg = a_up(A, g, V), *dbt = a_up(A, bt, V);
-            float *dbb = a_up(A, bpb, B * Co), *o = a_out(A, ny + 2 * B * Co);
-            A->be->pointwise_layer(o, stats ? o + ny : NULL, stats ? o + ny + B * Co : NULL, dx, norm ? dm : NULL,
-                                   norm ? dr : NULL, norm ? dg : NULL, norm ? dbt : NULL, act, 0.01f, dw, db,
-                                   bb ? dbb : NULL, B, Ci, Co, V, 1e-5f);
-            if (!stats) A->be->fill(o + ny, 0.0f, 2 * B * Co);
-            a_down(A, res, o, ny + 2 * B * Co);
+        const int64_t ny = B * (proj ? 1 : Co) * V, nst = stats ? 2 * B * Co : 0;
+        char pwshape[160];
+        snprintf(pwshape, sizeof pwshape, "trial %d B%lld V%lld Ci%d Co%d norm%d act%d stats%d bb%d expand%d proj%d",
+                 trial, (long long)B, (long long)V, Ci, Co, norm, act, stats, bb, expand, proj);
+        /* a projection sums Co products of either sign: its rounding is relative to the
+         * terms, not to their (possibly much smaller) sum */
+        ON_BOTH(be, ny + nst, 2e-5, proj ? 4e-6 : 1e-6, "pointwise_layer", pwshape, {
+            float *o = a_out(A, ny + nst);
+            cg_pw_args pa = {.y = o, .y_mean = stats ? o + ny : NULL, .y_rstd = stats ? o + ny + B * Co : NULL,
+                             .x = a_up(A, x, nx), .x_scale = expand ? a_up(A, xs, Ci) : NULL,
+                             .x_shift = expand && shift ? a_up(A, xt, Ci) : NULL,
+                             .x_mean = norm ? a_up(A, xm, B * Ci) : NULL, .x_rstd = norm ? a_up(A, xr, B * Ci) : NULL,
+                             .gamma = norm ? a_up(A, g, V) : NULL, .beta = norm ? a_up(A, bt, V) : NULL,
+                             .act = act, .slope = 0.01f, .w = a_up(A, w, (int64_t)Co * Ci), .bias = a_up(A, bias, Co),
+                             .bias_b = bb ? a_up(A, bpb, B * Co) : NULL, .proj = proj ? a_up(A, pj, Co) : NULL,
+                             .B = B, .Ci = Ci, .Co = Co, .V = V, .eps = 1e-5f};
+            A->be->pointwise_layer(&pa);
+            a_down(A, res, o, ny + nst);
         });
         g_flops_checked += 2.0 * B * V * Ci * Co;
-        free(x); free(w); free(bias); free(xm); free(xr); free(g); free(bt); free(bpb);
+        free(x); free(w); free(bias); free(xm); free(xr); free(g); free(bt); free(bpb); free(xs); free(xt); free(pj);
     }
 }
 
@@ -676,8 +691,10 @@ static int64_t det_run(const cg_backend *be, int threads, float *out) {
         DET_RAND(w, Co * Ci);
         DET_RAND(st, 2 * B * Ci);
         for (int64_t i = 0; i < B * Ci; i++) st[B * Ci + i] = 1.5f + st[B * Ci + i];
-        be->pointwise_layer(out + n, out + n + B * Co * V, out + n + B * Co * V + B * Co, x, st, st + B * Ci, NULL,
-                            NULL, 1, 0.01f, w, NULL, NULL, B, (int)Ci, (int)Co, V, 1e-5f);
+        be->pointwise_layer(&(cg_pw_args){.y = out + n, .y_mean = out + n + B * Co * V,
+                                          .y_rstd = out + n + B * Co * V + B * Co, .x = x, .x_mean = st,
+                                          .x_rstd = st + B * Ci, .act = 1, .slope = 0.01f, .w = w, .B = B,
+                                          .Ci = (int)Ci, .Co = (int)Co, .V = V, .eps = 1e-5f});
         n += B * Co * V + 2 * B * Co;
     }
     for (int tb = 0; tb < 2; tb++) {
@@ -741,7 +758,9 @@ static void test_pointwise_matches_unfused(void) {
     cg_tensor *xm = cg_reshape(cg_mean(x, 0x1C, false), CG_SHAPE(B, Ci));
     cg_tensor *xr = cg_reshape(cg_rsqrt(cg_add_scalar(cg_var(x, 0x1C, false, 0), 1e-5f)), CG_SHAPE(B, Ci));
     cg_tensor *stats[2];
-    cg_tensor *got = cg_pointwise_layer(x, xm, xr, g, b, 1, 0.01f, w, bias, NULL, 1e-5f, stats);
+    cg_tensor *got = cg_pointwise_layer(
+        x, w, &(cg_pw_opts){.x_mean = xm, .x_rstd = xr, .gamma = g, .beta = b, .act = 1, .slope = 0.01f, .bias = bias, .eps = 1e-5f},
+        stats);
     CHECK(got && cg_same_shape(got, want));
     float *a = cg_tensor_host_copy(got), *e = cg_tensor_host_copy(want);
     CHECK_MSG(t_rel_err(a, e, cg_numel(want)) < 1e-5, "rel err %g", t_rel_err(a, e, cg_numel(want)));
@@ -755,9 +774,52 @@ static void test_pointwise_matches_unfused(void) {
     free(s2);
     /* recording a gradient through it is refused */
     cg_set_requires_grad(w, true);
-    CHECK(cg_pointwise_layer(x, NULL, NULL, NULL, NULL, 0, 0, w, NULL, NULL, 1e-5f, NULL) == NULL);
+    CHECK(cg_pointwise_layer(x, w, NULL, NULL) == NULL);
     CHECK(strstr(cg_last_error(), "inference-only") != NULL);
     cg_tensor_free(x); cg_tensor_free(w); cg_tensor_free(g); cg_tensor_free(b); cg_tensor_free(bias);
+}
+
+/* The two fusions with the layers around a stack equal the layers they absorb: a 1 -> Ci
+ * layer before the first norm (x_scale/x_shift, its statistics from x's by
+ * cg_pointwise_expand_stats) and the Co -> 1 layer after the last (proj). A four-layer
+ * stack 1 -> 7 -> 6 -> 5 -> 1, shaped as the post-processor (norms after the first two). */
+static void test_pointwise_fusions(void) {
+    cg_device dev = CG_CPU;
+    int64_t B = 3;
+    cg_tensor *x = t_rand(dev, CG_SHAPE(B, 1, 4, 5, 6), 0, 3, 0);
+    cg_tensor *w1 = t_rand(dev, CG_SHAPE(7, 1, 1, 1, 1), -1, 1, 0), *b1 = t_rand(dev, CG_SHAPE(7), -1, 1, 0);
+    cg_tensor *w2 = t_rand(dev, CG_SHAPE(6, 7, 1, 1, 1), -1, 1, 0), *w3 = t_rand(dev, CG_SHAPE(5, 6, 1, 1, 1), -1, 1, 0);
+    cg_tensor *w4 = t_rand(dev, CG_SHAPE(1, 5, 1, 1, 1), -1, 1, 0), *b3 = t_rand(dev, CG_SHAPE(5), -1, 1, 0);
+    cg_tensor *g = t_rand(dev, CG_SHAPE(4, 5, 6), 0.5f, 1.5f, 0), *be = t_rand(dev, CG_SHAPE(4, 5, 6), -1, 1, 0);
+    const cg_conv_opts k1 = cg_conv_opts_make(1, 0, 0);
+    /* unfused, as the model's modules compute it */
+    cg_tensor *h = cg_leaky_relu(cg_layer_norm(cg_conv3d(x, w1, b1, k1), 3, g, be, 1e-5f), 0.01f);
+    h = cg_leaky_relu(cg_layer_norm(cg_conv3d(h, w2, NULL, k1), 3, g, be, 1e-5f), 0.01f);
+    h = cg_leaky_relu(cg_conv3d(h, w3, b3, k1), 0.01f);
+    cg_tensor *want = cg_conv3d(h, w4, NULL, k1);
+    /* fused: two kernels */
+    cg_tensor *m1, *r1, *st[2];
+    CHECK(cg_pointwise_expand_stats(x, w1, b1, 1e-5f, &m1, &r1) == 0);
+    cg_tensor *y2 = cg_pointwise_layer(x, w2, &(cg_pw_opts){.x_scale = w1, .x_shift = b1, .x_mean = m1, .x_rstd = r1,
+                                                             .gamma = g, .beta = be, .act = 1, .slope = 0.01f, .eps = 1e-5f},
+                                       st);
+    cg_tensor *got = cg_pointwise_layer(y2, w3, &(cg_pw_opts){.x_mean = st[0], .x_rstd = st[1], .gamma = g, .beta = be,
+                                                              .act = 1, .slope = 0.01f, .bias = b3, .proj = w4, .eps = 1e-5f},
+                                        NULL);
+    CHECK(got && cg_same_shape(got, want));
+    float *a = cg_tensor_host_copy(got), *e = cg_tensor_host_copy(want);
+    CHECK_MSG(t_rel_err(a, e, cg_numel(want)) < 1e-5, "rel err %g", t_rel_err(a, e, cg_numel(want)));
+    free(a);
+    free(e);
+    /* misuse is refused with a message */
+    CHECK(cg_pointwise_layer(y2, w3, &(cg_pw_opts){.x_scale = w1}, NULL) == NULL); /* 6 channels, not 1 */
+    CHECK(strstr(cg_last_error(), "one channel") != NULL);
+    CHECK(cg_pointwise_layer(y2, w3, &(cg_pw_opts){.proj = w4}, st) == NULL); /* statistics of a projection */
+    CHECK(strstr(cg_last_error(), "no statistics") != NULL);
+    CHECK(cg_pointwise_layer(y2, w3, &(cg_pw_opts){.proj = w1}, NULL) == NULL); /* proj of 7, layer of 5 */
+    CHECK(cg_pointwise_expand_stats(y2, w1, b1, 1e-5f, &m1, &r1) == -1);
+    cg_tensor *all[] = {x, w1, b1, w2, w3, w4, b3, g, be};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) cg_tensor_free(all[i]);
 }
 
 int main(int argc, char **argv) {
@@ -765,6 +827,7 @@ int main(int argc, char **argv) {
     /* --layer-suite: only the full-size layer suite of issue 3 (the slow test) */
     int layer_suite = argc > 1 && strcmp(argv[1], "--layer-suite") == 0;
     if (!layer_suite) TEST_RUN(test_pointwise_matches_unfused);
+    if (!layer_suite) TEST_RUN(test_pointwise_fusions);
     const cg_backend *list[8];
     int n = cg_backend_list(list, 8);
     int others = 0;

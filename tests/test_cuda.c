@@ -418,12 +418,17 @@ static double mm_run(int which, const float *hx, const float *hw, const float *h
     default: { /* fused per-voxel layer, 128 -> 128 channels with layer norm and leaky */
         int64_t B = 2, V = N, Ci = K, Co = M;
         const float *xm = hdy, *xr = hdy + B * Ci; /* statistics: any fixed numbers */
-        if (want_ref) cg_ref_pointwise_layer(ref, NULL, NULL, hx, xm, xr, NULL, NULL, 1, 0.01f, hw, NULL, NULL, B,
-                                             (int)Ci, (int)Co, V, 1e-5f);
+        cg_pw_args pa = {.y = ref, .x = hx, .x_mean = xm, .x_rstd = xr, .act = 1, .slope = 0.01f, .w = hw,
+                         .B = B, .Ci = (int)Ci, .Co = (int)Co, .V = V, .eps = 1e-5f};
+        if (want_ref) cg_ref_pointwise_layer(&pa);
         float *x = d_up(hx, B * Ci * V), *w = d_up(hw, Co * Ci), *dm = d_up(xm, B * Ci), *dr = d_up(xr, B * Ci);
         float *o = G->alloc(B * Co * V * 4);
-        G->pointwise_layer(o, NULL, NULL, x, dm, dr, NULL, NULL, 1, 0.01f, w, NULL, NULL, B, (int)Ci, (int)Co, V,
-                           1e-5f);
+        pa.y = o;
+        pa.x = x;
+        pa.x_mean = dm;
+        pa.x_rstd = dr;
+        pa.w = w;
+        G->pointwise_layer(&pa);
         out = d_down(o, B * Co * V);
         G->free(x); G->free(w); G->free(dm); G->free(dr); G->free(o);
         break;

@@ -59,10 +59,7 @@ void cg_avx2_gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, 
                   int64_t batch);
 
 /* avx2_pointwise.c */
-void cg_avx2_pointwise_layer(float *y, float *y_mean, float *y_rstd, const float *x, const float *x_mean,
-                             const float *x_rstd, const float *gamma, const float *beta, int act, float slope,
-                             const float *w, const float *bias, const float *bias_b, int64_t B, int Ci, int Co,
-                             int64_t V, float eps);
+void cg_avx2_pointwise_layer(const cg_pw_args *a);
 
 /* avx2_conv_thin.c: backward-data into few input channels; 0 when the shape is not its */
 int cg_avx2_thin_bwd_data(float *dx, const float *dy, const float *w, const cg_conv_desc *c);

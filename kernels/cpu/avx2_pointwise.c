@@ -17,6 +17,11 @@
  * formula, in double), so the statistics are deterministic and do not suffer the
  * cancellation of Σy² - (Σy)²/n.
  *
+ * The two fusions of cg_pw_args: an expanded one-channel input (x_scale) is expanded in
+ * the same pass that normalises it into A, reading one row instead of Ci; with proj, the
+ * block's Co output rows go to a second per-thread buffer Z (Co × VB, in L2) instead of y,
+ * and are projected from there to the block's one output row.
+ *
  * What the layer norm does not allow: the statistics of a layer's output are known only
  * after the whole layer, so each 128-channel output is written once to memory and read
  * once by the next layer.
@@ -41,7 +46,8 @@
 
 typedef struct {
     float *y;
-    const float *x, *x_mean, *x_rstd, *gamma, *beta;
+    const float *x, *x_scale, *x_shift, *x_mean, *x_rstd, *gamma, *beta, *proj;
+    int xc;                  /* channels x holds: Ci, or 1 when expanded (x_scale) */
     int act;
     float slope;
     int64_t B, V, nblk;
@@ -50,7 +56,7 @@ typedef struct {
     const float *wp;         /* packed weights (ceil(Co/R) blocks of Ci × R) */
     const int32_t *off;      /* (Ci) row offsets in A (broadcast tiles) */
     const float *bsum;       /* (B, Co rounded up to R) bias + per-sample bias */
-    float *scratch;          /* per worker: Ci × VB */
+    float *scratch;          /* per worker: Ci × VB (A), then Co × VB (Z) when projecting */
     double *stats;           /* (B, nblk, Co, 2): block sum, block M2; NULL when not wanted */
     atomic_llong next;       /* the next block (sample · nblk + block) to take */
 } pw_job;
@@ -62,16 +68,20 @@ static void load_block(const pw_job *J, float *A, int64_t b, int64_t v0, int nv,
     const int pw = J->packed ? PK_NR : VB;
     const int64_t pstr = J->packed ? (int64_t)J->Ci * PK_NR : 0, cstr = pw;
     for (int ci = 0; ci < J->Ci; ci++) {
-        const float *xr = J->x + (b * J->Ci + ci) * J->V + v0;
+        const float *xr = J->x + (b * J->xc + (J->x_scale ? 0 : ci)) * J->V + v0;
         float *ar = A + ci * cstr;
-        __m256 m = zero, r = zero;
+        __m256 m = zero, r = zero, sc = zero, sh = zero;
+        if (J->x_scale) {
+            sc = _mm256_set1_ps(J->x_scale[ci]);
+            sh = _mm256_set1_ps(J->x_shift ? J->x_shift[ci] : 0.0f);
+        }
         if (J->x_mean) {
             m = _mm256_set1_ps(J->x_mean[b * J->Ci + ci]);
             r = _mm256_set1_ps(J->x_rstd[b * J->Ci + ci]);
         }
         /* nxt: the next block's row, so that 128 short streams do not each wait on memory
          * (the packed path spreads these over its tiles instead) */
-        if (nxt)
+        if (nxt && (ci == 0 || !J->x_scale))
             for (int v = 0; v < VB; v += 16) _mm_prefetch((const char *)(nxt + ci * J->V + v), _MM_HINT_T1);
         /* dst steps through the row, jumping to the next panel every pw voxels (no
          * division per vector: it cost a tenth of the layer) */
@@ -89,6 +99,7 @@ static void load_block(const pw_job *J, float *A, int64_t b, int64_t v0, int nv,
             }
             __m256i mk = cg_avx2_mask(n >= 8 ? 8 : n);
             __m256 t = n >= 8 ? _mm256_loadu_ps(xr + v) : _mm256_maskload_ps(xr + v, mk);
+            if (J->x_scale) t = _mm256_fmadd_ps(sc, t, sh);
             if (J->x_mean) {
                 t = _mm256_mul_ps(_mm256_sub_ps(t, m), r);
                 if (J->gamma) t = _mm256_mul_ps(t, n >= 8 ? _mm256_loadu_ps(J->gamma + v0 + v)
@@ -108,9 +119,11 @@ static void load_block(const pw_job *J, float *A, int64_t b, int64_t v0, int nv,
  * avx2_conv1x1.c. Block results do not depend on which thread computes them. */
 static void pw_task(void *ctx, int64_t b0, int64_t e0, int worker) {
     pw_job *J = ctx;
-    float *A = J->scratch + (int64_t)worker * J->Ci * VB;
+    const int ca = J->Ci ? J->Ci : 1; /* rows of A */
+    float *A = J->scratch + (int64_t)worker * (ca + (J->proj ? J->Co : 0)) * VB, *Z = A + ca * VB;
     const int64_t nrb = (J->Co + J->R - 1) / J->R, corow = nrb * J->R, nitems = J->B * J->nblk;
     int64_t it = b0 < e0 ? atomic_fetch_add(&J->next, 1) : nitems;
+    if (J->proj) memset(Z, 0, (size_t)J->Co * VB * sizeof(float)); /* columns past a short block stay defined */
     for (int64_t next; it < nitems; it = next) {
         next = atomic_fetch_add(&J->next, 1);
         int64_t b = it / J->nblk, blk = it % J->nblk, v0 = blk * VB;
@@ -118,18 +131,21 @@ static void pw_task(void *ctx, int64_t b0, int64_t e0, int worker) {
         /* the next block's input: the broadcast tiles fetch it channel by channel while this
          * block loads (whole blocks only), the packed path a few lines per tile */
         const int64_t nv0 = next % J->nblk * VB;
-        const float *nx = next < nitems ? J->x + next / J->nblk * J->Ci * J->V + nv0 : NULL;
+        const float *nx = next < nitems ? J->x + next / J->nblk * J->xc * J->V + nv0 : NULL;
         load_block(J, A, b, v0, nv, !J->packed && nx && nv0 + VB <= J->V ? nx : NULL);
-        cg_pk_cursor pf = cg_pk_prefetch_start(J->packed ? nx : NULL, J->V, J->Ci, J->V - nv0 < VB ? J->V - nv0 : VB);
+        cg_pk_cursor pf = cg_pk_prefetch_start(J->packed ? nx : NULL, J->V, J->xc, J->V - nv0 < VB ? J->V - nv0 : VB);
+        /* the block's output rows: y, or Z to be projected */
+        float *yb = J->proj ? Z : J->y + b * J->Co * J->V + v0;
+        const int64_t ldy = J->proj ? VB : J->V;
         const int64_t per_tile = (pf.left + nrb * (VB / PK_NR) - 1) / (nrb * (VB / PK_NR));
         for (int64_t rb = 0; J->packed && rb < nrb; rb++) {
             const int R = (int)(J->Co - rb * PK_MR < PK_MR ? J->Co - rb * PK_MR : PK_MR);
-            float *y = J->y + (b * J->Co + rb * PK_MR) * J->V + v0;
+            float *y = yb + rb * PK_MR * ldy;
             for (int j = 0; j * PK_NR < nv; j++) {
                 cg_pk_prefetch_step(&pf, per_tile);
                 __m256 acc[PK_MR * PK_NV];
                 cg_pk_kernel(PK_MR, PK_NV, PK_MR, J->Ci, J->wp + rb * PK_MR * J->Ci, 1, PK_MR, A + j * J->Ci * PK_NR, acc);
-                cg_pk_store(PK_MR, PK_NV, acc, y + j * PK_NR, J->V, R, nv - j * PK_NR < PK_NR ? nv - j * PK_NR : PK_NR,
+                cg_pk_store(PK_MR, PK_NV, acc, y + j * PK_NR, ldy, R, nv - j * PK_NR < PK_NR ? nv - j * PK_NR : PK_NR,
                             J->bsum + b * corow + rb * PK_MR, 0);
             }
         }
@@ -144,8 +160,8 @@ static void pw_task(void *ctx, int64_t b0, int64_t e0, int worker) {
                     .K = J->Ci,
                     .wps = J->R,
                     .xrs = 0,
-                    .y = J->y + (b * J->Co + rb * J->R) * J->V + v0 + p0,
-                    .ycs = J->V,
+                    .y = yb + rb * J->R * ldy + p0,
+                    .ycs = ldy,
                     .yrs = 0,
                     .yws = 1,
                     .nw = nv - p0 < 8 * TV ? nv - p0 : 8 * TV,
@@ -153,6 +169,28 @@ static void pw_task(void *ctx, int64_t b0, int64_t e0, int worker) {
                 };
                 cg_avx2_bcast_tile(R, 1, TV, &t);
             }
+        }
+        if (J->proj) {
+            /* y[v] = Σ_co proj[co] · a(Z[co][v]), four vectors at a time, channels in order */
+            const __m256 zero = _mm256_setzero_ps(), slope = _mm256_set1_ps(J->slope);
+            float *yr = J->y + b * J->V + v0;
+            for (int v = 0; v < nv; v += 32) {
+                __m256 s[4] = {zero, zero, zero, zero};
+                for (int co = 0; co < J->Co; co++) {
+                    const __m256 p = _mm256_set1_ps(J->proj[co]);
+                    for (int u = 0; u < 4; u++) {
+                        __m256 t = _mm256_loadu_ps(Z + co * VB + v + 8 * u); /* rows are VB long: in bounds */
+                        if (J->act) t = _mm256_blendv_ps(t, _mm256_mul_ps(t, slope), _mm256_cmp_ps(t, zero, _CMP_LE_OQ));
+                        s[u] = _mm256_fmadd_ps(p, t, s[u]);
+                    }
+                }
+                for (int u = 0; u < 4 && v + 8 * u < nv; u++) {
+                    int n = nv - v - 8 * u;
+                    if (n >= 8) _mm256_storeu_ps(yr + v + 8 * u, s[u]);
+                    else _mm256_maskstore_ps(yr + v + 8 * u, cg_avx2_mask(n), s[u]);
+                }
+            }
+            continue;
         }
         if (!J->stats) continue;
         /* the block's statistics, read back from cache */
@@ -202,11 +240,13 @@ static void pw_task(void *ctx, int64_t b0, int64_t e0, int worker) {
     }
 }
 
-void cg_avx2_pointwise_layer(float *y, float *y_mean, float *y_rstd, const float *x, const float *x_mean,
-                             const float *x_rstd, const float *gamma, const float *beta, int act, float slope,
-                             const float *w, const float *bias, const float *bias_b, int64_t B, int Ci, int Co,
-                             int64_t V, float eps) {
+void cg_avx2_pointwise_layer(const cg_pw_args *a) {
+    float *y = a->y, *y_mean = a->y_mean, *y_rstd = a->y_rstd;
+    const float *w = a->w, *bias = a->bias, *bias_b = a->bias_b;
+    const int64_t B = a->B, V = a->V;
+    const int Ci = a->Ci, Co = a->Co;
     if (B <= 0 || V <= 0 || Co <= 0) return;
+    CG_ASSERT(!(a->proj && y_mean));
     /* Tile shape: R channels × TV vectors of one line, by the shared cost model. */
     int bestR = 1, bestV = 1;
     double best = INFINITY;
@@ -236,10 +276,11 @@ void cg_avx2_pointwise_layer(float *y, float *y_mean, float *y_rstd, const float
     for (int64_t b = 0; b < B; b++)
         for (int64_t co = 0; co < corow; co++)
             bsum[b * corow + co] = co < Co ? (bias ? bias[co] : 0.0f) + (bias_b ? bias_b[b * Co + co] : 0.0f) : 0.0f;
-    float *scratch = cg_avx2_scratch_get((size_t)nt * (Ci ? Ci : 1) * VB * sizeof(float));
+    float *scratch = cg_avx2_scratch_get((size_t)nt * ((Ci ? Ci : 1) + (a->proj ? Co : 0)) * VB * sizeof(float));
     double *stats = y_mean ? cg_avx2_scratch_get((size_t)(B * nblk * Co * 2) * sizeof(double)) : NULL;
-    pw_job J = {.y = y, .x = x, .x_mean = x_mean, .x_rstd = x_rstd, .gamma = gamma, .beta = beta, .act = act,
-                .slope = slope, .B = B, .V = V, .nblk = nblk, .Ci = Ci, .Co = Co, .R = bestR, .TV = bestV, .packed = packed,
+    pw_job J = {.y = y, .x = a->x, .x_scale = a->x_scale, .x_shift = a->x_shift, .x_mean = a->x_mean,
+                .x_rstd = a->x_rstd, .gamma = a->gamma, .beta = a->beta, .proj = a->proj, .xc = a->x_scale ? 1 : Ci,
+                .act = a->act, .slope = a->slope, .B = B, .V = V, .nblk = nblk, .Ci = Ci, .Co = Co, .R = bestR, .TV = bestV, .packed = packed,
                 .wp = wp, .off = off, .bsum = bsum, .scratch = scratch, .stats = stats};
     atomic_init(&J.next, 0);
     cg_parallel_for(nt, 1, pw_task, &J);
@@ -257,7 +298,7 @@ void cg_avx2_pointwise_layer(float *y, float *y_mean, float *y_rstd, const float
                     n = nn;
                 }
                 y_mean[b * Co + co] = (float)mean;
-                y_rstd[b * Co + co] = (float)(1.0 / sqrt(m2 / (double)V + eps));
+                y_rstd[b * Co + co] = (float)(1.0 / sqrt(m2 / (double)V + a->eps));
             }
     }
     cg_avx2_scratch_put(stats);

@@ -47,10 +47,7 @@ void cg_ref_gather_rows(float *out, const float *x, const int32_t *idx, int64_t 
 void cg_ref_scatter_rows(float *out, const float *g, const int32_t *idx, int64_t rows, int64_t cols);
 
 /* pointwise.c */
-void cg_ref_pointwise_layer(float *y, float *y_mean, float *y_rstd, const float *x, const float *x_mean,
-                            const float *x_rstd, const float *gamma, const float *beta, int act, float slope,
-                            const float *w, const float *bias, const float *bias_b, int64_t B, int Ci, int Co,
-                            int64_t V, float eps);
+void cg_ref_pointwise_layer(const cg_pw_args *a);
 
 /* optim.c */
 void cg_ref_sgd_step(float *p, float *buf, const float *g, const float *gscale, int64_t n, float lr,

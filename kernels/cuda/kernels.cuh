@@ -46,10 +46,7 @@ void gather_rows(float *out, const float *x, const int32_t *idx, int64_t rows, i
 void scatter_rows(float *out, const float *g, const int32_t *idx, int64_t rows, int64_t cols);
 
 /* pointwise.cu */
-void pointwise_layer(float *y, float *y_mean, float *y_rstd, const float *x, const float *x_mean,
-                     const float *x_rstd, const float *gamma, const float *beta, int act, float slope,
-                     const float *w, const float *bias, const float *bias_b, int64_t B, int Ci, int Co, int64_t V,
-                     float eps);
+void pointwise_layer(const cg_pw_args *a);
 
 /* optim.cu */
 void sgd_step(float *p, float *buf, const float *g, const float *gscale, int64_t n, float lr, float momentum,

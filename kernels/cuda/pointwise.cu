@@ -12,6 +12,13 @@
  * the tiles' (count, mean, M2) in tile order with Chan's formula, in double, into y's mean
  * and rstd: the next layer's input statistics, without another pass over y. No atomics:
  * deterministic.
+ *
+ * The two fusions of cg_pw_args: an expanded one-channel input (x_scale: the 1 -> Ci layer
+ * before this one) is read once per thread in begin() and expanded in the B loader with
+ * one fmaf per element, so the layer reads one channel instead of Ci; a projection (proj:
+ * the Co -> 1 layer after this one) is applied by the epilogue to the tile's columns in
+ * shared memory, which hold all Co rows when Co <= 128 (one tile high): the Co-channel
+ * output is never written. Taller layers (Co > 128) run the two layers unfused.
  */
 #include <math.h>
 
@@ -23,7 +30,7 @@ namespace CG_CUDA_NS {
 namespace {
 
 struct PointwiseOp {
-    const float *x, *xm, *xr, *gamma, *beta, *w, *bias, *bias_b;
+    const float *x, *xs, *xt, *xm, *xr, *gamma, *beta, *w, *bias, *bias_b, *proj;
     float *y;
     float *stats; /* (B, Co, ntiles, 2): tile mean, tile M2; or NULL */
     int64_t V, ntiles;
@@ -34,7 +41,7 @@ struct PointwiseOp {
         int64_t k_begin, k_end;
         int64_t b, v;
         const float *xb;
-        float g, be;
+        float g, be, x0; /* x0: the thread's voxel of an expanded (one-channel) x */
         bool valid;
     };
 
@@ -44,7 +51,8 @@ struct PointwiseOp {
         th.b = z;
         th.v = (int64_t)j0 + jl;
         th.valid = th.v < V;
-        th.xb = x + th.b * Ci * V;
+        th.xb = x + th.b * (xs ? 1 : Ci) * V;
+        th.x0 = xs && th.valid ? th.xb[th.v] : 0.0f;
         th.g = gamma && th.valid ? gamma[th.v] : 1.0f;
         th.be = beta && th.valid ? beta[th.v] : 0.0f;
         return true;
@@ -54,7 +62,7 @@ struct PointwiseOp {
     __device__ float a(const Thread &th, int64_t m, int64_t k) const { return m < Co ? w[m * Ci + k] : 0.0f; }
     __device__ float b(const Thread &th, int64_t k, int jl) const {
         if (!th.valid) return 0.0f;
-        float t = th.xb[k * V + th.v];
+        float t = xs ? fmaf(xs[k], th.x0, xt ? xt[k] : 0.0f) : th.xb[k * V + th.v];
         if (xm) t = (t - xm[th.b * Ci + k]) * xr[th.b * Ci + k] * th.g + th.be;
         if (act && t <= 0.0f) t *= slope;
         return t;
@@ -64,6 +72,20 @@ struct PointwiseOp {
     }
     template <int BM, int BN>
     __device__ void epilogue(const Thread &th, const float *Cs, int ldc, int m0, int j0, int tid) const {
+        if (proj) { /* the whole column is in the tile (m0 == 0, Co <= BM): y = Σ proj · a(z) */
+            for (int ji = tid; ji < BN; ji += 256) {
+                int64_t v = (int64_t)j0 + ji;
+                if (v >= V) break;
+                float s = 0.0f;
+                for (int m = 0; m < Co; m++) {
+                    float z = Cs[m * ldc + ji] + bias_of(th, m);
+                    if (act && z <= 0.0f) z *= slope;
+                    s = fmaf(proj[m], z, s);
+                }
+                y[th.b * V + v] = s;
+            }
+            return;
+        }
         tile_foreach<BM, BN>(tid, [&](int mi, int ji) {
             int m = m0 + mi;
             if (m < Co && th.valid) y[(th.b * Co + m) * V + th.v] = Cs[mi * ldc + ji] + bias_of(th, m);
@@ -112,52 +134,73 @@ __global__ void pointwise_stats_kernel(float *y_mean, float *y_rstd, const float
 
 } /* namespace */
 
-void pointwise_layer(float *y, float *y_mean, float *y_rstd, const float *x, const float *x_mean,
-                     const float *x_rstd, const float *gamma, const float *beta, int act, float slope,
-                     const float *w, const float *bias, const float *bias_b, int64_t B, int Ci, int Co, int64_t V,
-                     float eps) {
+void pointwise_layer(const cg_pw_args *a) {
+    const int64_t B = a->B, V = a->V;
+    const int Ci = a->Ci, Co = a->Co;
     if (B <= 0 || Co <= 0) return;
     if (V <= 0) { /* no voxels: statistics of nothing, as the reference (NaN mean) */
-        if (y_mean) {
-            fill(y_mean, NAN, B * Co);
-            fill(y_rstd, NAN, B * Co);
+        if (a->y_mean) {
+            fill(a->y_mean, NAN, B * Co);
+            fill(a->y_rstd, NAN, B * Co);
         }
         return;
     }
+    if (a->proj && igemm_tile_m(Co) < Co) { /* the column does not fit one tile: two layers */
+        cg_pw_args first = *a, second = {};
+        first.proj = nullptr;
+        first.y = (float *)ws_alloc((size_t)(B * Co * V) * sizeof(float));
+        pointwise_layer(&first);
+        second.y = a->y;
+        second.x = first.y;
+        second.act = a->act;
+        second.slope = a->slope;
+        second.w = a->proj;
+        second.B = B;
+        second.Ci = Co;
+        second.Co = 1;
+        second.V = V;
+        pointwise_layer(&second);
+        ws_free(first.y);
+        return;
+    }
+    const int xc = a->x_scale ? 1 : Ci, yc = a->proj ? 1 : Co; /* channels x holds, y gets */
     PointwiseOp op = {};
-    op.x = x;
-    op.xm = x_mean;
-    op.xr = x_rstd;
-    op.gamma = gamma;
-    op.beta = beta;
-    op.w = w;
-    op.bias = bias;
-    op.bias_b = bias_b;
-    op.y = y;
+    op.x = a->x;
+    op.xs = a->x_scale;
+    op.xt = a->x_shift;
+    op.xm = a->x_mean;
+    op.xr = a->x_rstd;
+    op.gamma = a->gamma;
+    op.beta = a->beta;
+    op.w = a->w;
+    op.bias = a->bias;
+    op.bias_b = a->bias_b;
+    op.proj = a->proj;
+    op.y = a->y;
     op.V = V;
     op.Ci = Ci;
     op.Co = Co;
-    op.act = act;
-    op.slope = slope;
+    op.act = a->act;
+    op.slope = a->slope;
     int bn = igemm_tile_n(Co);
     op.ntiles = ceil_div(V, bn);
-    op.stats = y_mean ? (float *)ws_alloc((size_t)(B * Co * op.ntiles * 2) * sizeof(float)) : nullptr;
+    op.stats = a->y_mean ? (float *)ws_alloc((size_t)(B * Co * op.ntiles * 2) * sizeof(float)) : nullptr;
     for (int64_t b0 = 0; b0 < B; b0 += 65535) { /* samples on grid z, 65535 at a time */
         int64_t nb = B - b0 < 65535 ? B - b0 : 65535;
         PointwiseOp part = op;
-        part.x = x + b0 * Ci * V;
-        part.y = y + b0 * Co * V;
-        if (x_mean) {
-            part.xm = x_mean + b0 * Ci;
-            part.xr = x_rstd + b0 * Ci;
+        part.x = a->x + b0 * xc * V;
+        part.y = a->y + b0 * yc * V;
+        if (a->x_mean) {
+            part.xm = a->x_mean + b0 * Ci;
+            part.xr = a->x_rstd + b0 * Ci;
         }
-        if (bias_b) part.bias_b = bias_b + b0 * Co;
+        if (a->bias_b) part.bias_b = a->bias_b + b0 * Co;
         if (op.stats) part.stats = op.stats + b0 * Co * op.ntiles * 2;
         igemm_launch(part, Co, V, (unsigned)nb);
     }
-    if (y_mean) {
-        CG_LAUNCH(pointwise_stats_kernel, grid_for(B * Co), kThreads, 0, y_mean, y_rstd, op.stats, B * Co, op.ntiles,
-                  V, bn, eps);
+    if (a->y_mean) {
+        CG_LAUNCH(pointwise_stats_kernel, grid_for(B * Co), kThreads, 0, a->y_mean, a->y_rstd, op.stats, B * Co,
+                  op.ntiles, V, bn, a->eps);
         ws_free(op.stats);
     }
 }

@@ -75,8 +75,10 @@ int main(int argc, char **argv) {
         double best = 1e30;
         for (int r = 0; r < reps + 1; r++) {
             double t0 = cpu_s();
-            be->pointwise_layer(y, st + 2 * B * C, st + 3 * B * C, x, st, st + B * C, g, g, 1, 0.01f, w, NULL, NULL, B,
-                                (int)C, (int)C, V, 1e-5f);
+            be->pointwise_layer(&(cg_pw_args){.y = y, .y_mean = st + 2 * B * C, .y_rstd = st + 3 * B * C, .x = x,
+                                              .x_mean = st, .x_rstd = st + B * C, .gamma = g, .beta = g, .act = 1,
+                                              .slope = 0.01f, .w = w, .B = B, .Ci = (int)C, .Co = (int)C, .V = V,
+                                              .eps = 1e-5f});
             double t = cpu_s() - t0;
             if (r && t < best) best = t;
         }
