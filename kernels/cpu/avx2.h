@@ -63,5 +63,9 @@ void cg_avx2_pointwise_layer(const cg_pw_args *a);
 
 /* avx2_conv_thin.c: backward-data into few input channels; 0 when the shape is not its */
 int cg_avx2_thin_bwd_data(float *dx, const float *dy, const float *w, const cg_conv_desc *c);
+/* avx2_conv_cl.c: stride-1 convolutions with the output channels in the lanes; 0 when the
+ * shape is not theirs */
+int cg_avx2_conv_cl_fwd(float *y, const float *x, const float *w, const float *bias, const cg_conv_desc *c);
+int cg_avx2_conv_cl_bwd_data(float *dx, const float *dy, const float *w, const cg_conv_desc *c);
 
 #endif

@@ -785,6 +785,7 @@ void cg_avx2_conv_fwd(float *y, const float *x, const float *w, const float *bia
         cg_ref_conv_fwd(y, x, w, bias, c);
         return;
     }
+    if (cg_avx2_conv_cl_fwd(y, x, w, bias, c)) return; /* rows that waste lanes: avx2_conv_cl.c */
     plan p;
     plan_forward(&p, c);
     choose_tiles(&p);
@@ -804,6 +805,7 @@ void cg_avx2_conv_bwd_data(float *dx, const float *dy, const float *w, const cg_
         return;
     }
     if (cg_avx2_thin_bwd_data(dx, dy, w, c)) return; /* few input channels: avx2_conv_thin.c */
+    if (cg_avx2_conv_cl_bwd_data(dx, dy, w, c)) return; /* stride 1, rows that waste lanes: avx2_conv_cl.c */
     plan p;
     plan_bwd_data(&p, c);
     choose_tiles(&p);
