@@ -154,7 +154,7 @@ static int cl_plan(clplan *p, int Ci, int Co, const int *k, const int *pad, cons
         int c = 0;
         while (c < ncls && memcmp(key[c], m, sizeof m) != 0) c++;
         if (c == ncls) {
-            if (ncls == MAXCLS) { /* never expected: a kernel over 12 taps a side */
+            if (ncls == MAXCLS - 1) { /* never expected: a kernel over 12 taps a side */
                 free(key);
                 free(cls_of);
                 free(count);
@@ -165,10 +165,14 @@ static int cl_plan(clplan *p, int Ci, int Co, const int *k, const int *pad, cons
         cls_of[i] = c;
         count[c]++;
     }
-    p->ncls = ncls;
-    p->runs = cg_xcalloc((size_t)ncls, sizeof(int32_t *));
-    p->nruns = cg_xcalloc((size_t)ncls, sizeof(int));
-    for (int c = 0; c < ncls; c++) {
+    /* the positions left over by each class's whole tiles share "mixed" tiles, which run
+     * every k-step (their padding taps read zeros): a tile of 1 position would run at a
+     * third of the speed of a full one */
+    memset(key[ncls], 0xff, sizeof key[ncls]);
+    p->ncls = ncls + 1;
+    p->runs = cg_xcalloc((size_t)p->ncls, sizeof(int32_t *));
+    p->nruns = cg_xcalloc((size_t)p->ncls, sizeof(int));
+    for (int c = 0; c < p->ncls; c++) {
         int32_t *rn = cg_xmalloc((size_t)(2 * p->K + 2) * sizeof(int32_t));
         int n = 0;
         for (int64_t j = 0; j < p->K; j++) {
@@ -180,20 +184,29 @@ static int cl_plan(clplan *p, int Ci, int Co, const int *k, const int *pad, cons
         p->runs[c] = rn;
         p->nruns[c] = n;
     }
-    /* tiles: each class's positions in raster order, CL_P at a time */
-    for (int c = 0; c < ncls; c++) p->ntiles += (count[c] + CL_P - 1) / CL_P;
+    /* tiles: each class's positions in raster order, CL_P at a time, then the mixed ones */
+    int64_t nrem = 0;
+    for (int c = 0; c < ncls; c++) {
+        p->ntiles += count[c] / CL_P;
+        nrem += count[c] % CL_P;
+    }
+    p->ntiles += (nrem + CL_P - 1) / CL_P;
     p->pos = cg_xmalloc((size_t)(p->ntiles * CL_P) * sizeof(int32_t));
     p->ypos = cg_xmalloc((size_t)(p->ntiles * CL_P) * sizeof(int32_t));
     p->np = cg_xcalloc((size_t)p->ntiles, 1);
     p->tcls = cg_xmalloc((size_t)p->ntiles * sizeof(int32_t));
-    int64_t *first = cg_xmalloc((size_t)ncls * sizeof(int64_t)), t = 0;
-    for (int c = 0; c < ncls; c++) {
+    int64_t *first = cg_xmalloc((size_t)(ncls + 1) * sizeof(int64_t)), t = 0;
+    for (int c = 0; c <= ncls; c++) {
+        int64_t n = c < ncls ? count[c] / CL_P : (nrem + CL_P - 1) / CL_P;
         first[c] = t;
-        for (int64_t e = t; e < t + (count[c] + CL_P - 1) / CL_P; e++) p->tcls[e] = c;
-        t += (count[c] + CL_P - 1) / CL_P;
+        for (int64_t e = t; e < t + n; e++) p->tcls[e] = c;
+        t += n;
     }
+    CG_ASSERT(t == p->ntiles);
+    for (int c = 0; c < ncls; c++) count[c] = count[c] / CL_P * CL_P; /* positions in whole tiles */
     for (int64_t i = 0; i < p->ych; i++) {
         int c = cls_of[i];
+        if (count[c]-- <= 0) c = ncls; /* past the class's whole tiles */
         int64_t e = first[c];
         if (p->np[e] == CL_P) e = ++first[c];
         int od = (int)(i / ((int64_t)out[1] * out[2])), oh = (int)(i / out[2] % out[1]), ow = (int)(i % out[2]);
@@ -261,6 +274,7 @@ static inline __attribute__((always_inline)) void cl_body(const int P, const flo
         __asm__("" : "+r"(xp[q]));
     }
     for (int r = 0; r < nruns; r++) {
+        _Pragma("GCC unroll 2")
         for (int32_t j = runs[2 * r], j1 = runs[2 * r] + runs[2 * r + 1]; j < j1; j++) {
             const __m256 w0 = _mm256_loadu_ps(wp + (int64_t)j * CL_CB), w1 = _mm256_loadu_ps(wp + (int64_t)j * CL_CB + 8);
             const int32_t o = off[j];
