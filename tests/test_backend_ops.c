@@ -457,6 +457,27 @@ static void case_conv_layer_suite(const cg_backend *be) {
     conv_case(be, conv_desc(1, 8, 8, 25, 25, 25, 5, 5, 5, 1, 1, 1, 2, 2, 2));
 }
 
+/* The channel-lane convolutions (avx2_conv_cl.c: stride 1, 16·n output channels for the
+ * forward, 16·n input channels for backward-data), forced on for every shape they can take
+ * (CG_AVX2_CL=1; by default only rows that waste lanes): the suite's 15³ and 30³ layers at
+ * reduced size, padding 0 / k-1 / beyond k-1 (forward only: backward-data declines),
+ * anisotropic kernels, a 2-D conv, one input channel, batch 3, rows of 1 voxel, classes of
+ * every size (left-over positions in mixed tiles). Without AVX2 the variable changes nothing. */
+static void case_conv_cl(const cg_backend *be) {
+    setenv("CG_AVX2_CL", "1", 1);
+    conv_case(be, conv_desc(1, 64, 64, 7, 7, 7, 3, 3, 3, 1, 1, 1, 1, 1, 1));
+    conv_case(be, conv_desc(2, 32, 32, 11, 10, 9, 3, 3, 3, 1, 1, 1, 1, 1, 1));
+    conv_case(be, conv_desc(3, 16, 16, 5, 6, 7, 3, 3, 3, 1, 1, 1, 0, 0, 0));
+    conv_case(be, conv_desc(1, 16, 32, 6, 5, 7, 3, 3, 3, 1, 1, 1, 2, 2, 2));
+    conv_case(be, conv_desc(1, 16, 16, 4, 5, 6, 3, 3, 3, 1, 1, 1, 3, 4, 3)); /* pad past k-1 */
+    conv_case(be, conv_desc(1, 32, 16, 9, 10, 11, 3, 2, 4, 1, 1, 1, 1, 0, 2));
+    conv_case(be, conv_desc(2, 16, 48, 1, 12, 13, 1, 3, 3, 1, 1, 1, 0, 1, 1));
+    conv_case(be, conv_desc(1, 1, 32, 9, 9, 9, 3, 3, 3, 1, 1, 1, 1, 1, 1));
+    conv_case(be, conv_desc(1, 16, 16, 6, 7, 1, 5, 5, 1, 1, 1, 1, 2, 2, 0));
+    conv_case(be, conv_desc(1, 8, 16, 9, 9, 9, 5, 5, 5, 1, 1, 1, 2, 2, 2));
+    unsetenv("CG_AVX2_CL");
+}
+
 /* The thin-input backward-data (avx2_conv_thin.c, Ci <= 3; 4 goes to the correlation). */
 static void case_conv_thin(const cg_backend *be) {
     /* each channel count 1..4, batch 1, odd extents, padding 0 to k-1 and beyond, strides
@@ -646,6 +667,7 @@ static void test_all_kernels(void) {
     case_conv(g_be);
     case_conv_more(g_be);
     case_conv_thin(g_be);
+    case_conv_cl(g_be);
     case_layernorm(g_be);
     case_sort(g_be);
     case_pointwise(g_be);

@@ -87,7 +87,7 @@ static int cl_takes(int Co, const int *in, const int *out, const int *k, const i
     if (env && env[0] == '0') return 0;
     if (Co % CL_CB != 0 || k[0] * k[1] * k[2] < 2) return 0;
     for (int d = 0; d < 3; d++)
-        if (stride[d] != 1 || pad[d] < 0 || in[d] <= 0 || out[d] <= 0) return 0;
+        if (stride[d] != 1 || pad[d] < 0 || k[d] > 32 || in[d] <= 0 || out[d] <= 0) return 0;
     if (env && env[0] == '1') return 1;
     return cl_waste(out[2], in[2], k[2], pad[2]) >= CL_MIN_WASTE;
 }
@@ -143,27 +143,39 @@ static int cl_plan(clplan *p, int Ci, int Co, const int *k, const int *pad, cons
                 int64_t co = b * CL_CB + l, ci = j / k3, t = j % k3;
                 p->wp[(b * p->K + j) * CL_CB + l] = flip ? w[(ci * Co + co) * k3 + (k3 - 1 - t)] : w[(co * Ci + ci) * k3 + t];
             }
-    /* classes: the (d, h, w) tap masks of each output position */
-    enum { MAXCLS = 4096 };
-    uint32_t (*key)[3] = cg_xmalloc(MAXCLS * sizeof *key);
-    int32_t *cls_of = cg_xmalloc((size_t)p->ych * sizeof(int32_t)), *count = cg_xcalloc(MAXCLS, sizeof(int32_t));
-    int ncls = 0;
+    /* classes: the (d, h, w) tap masks of each output position; per axis the distinct
+     * masks (a few near each border, one inside), the class numbering their combinations */
+    int32_t *aidx[3], na[3];
+    uint32_t *amask[3];
+    for (int d = 0; d < 3; d++) {
+        aidx[d] = cg_xmalloc((size_t)out[d] * sizeof(int32_t));
+        amask[d] = cg_xmalloc((size_t)out[d] * sizeof(uint32_t));
+        na[d] = 0;
+        for (int o = 0; o < out[d]; o++) {
+            uint32_t m = tap_mask(p, d, o);
+            int a = 0;
+            while (a < na[d] && amask[d][a] != m) a++;
+            if (a == na[d]) amask[d][na[d]++] = m;
+            aidx[d][o] = a;
+        }
+    }
+    const int ncls = na[0] * na[1] * na[2];
+    uint32_t (*key)[3] = cg_xmalloc((size_t)(ncls + 1) * sizeof *key);
+    int32_t *cls_of = cg_xmalloc((size_t)p->ych * sizeof(int32_t)), *count = cg_xcalloc((size_t)ncls, sizeof(int32_t));
+    for (int c = 0; c < ncls; c++) {
+        key[c][0] = amask[0][c / (na[1] * na[2])];
+        key[c][1] = amask[1][c / na[2] % na[1]];
+        key[c][2] = amask[2][c % na[2]];
+    }
     for (int64_t i = 0; i < p->ych; i++) {
         int od = (int)(i / ((int64_t)out[1] * out[2])), oh = (int)(i / out[2] % out[1]), ow = (int)(i % out[2]);
-        uint32_t m[3] = {tap_mask(p, 0, od), tap_mask(p, 1, oh), tap_mask(p, 2, ow)};
-        int c = 0;
-        while (c < ncls && memcmp(key[c], m, sizeof m) != 0) c++;
-        if (c == ncls) {
-            if (ncls == MAXCLS - 1) { /* never expected: a kernel over 12 taps a side */
-                free(key);
-                free(cls_of);
-                free(count);
-                return 0;
-            }
-            memcpy(key[ncls++], m, sizeof m);
-        }
+        int c = (aidx[0][od] * na[1] + aidx[1][oh]) * na[2] + aidx[2][ow];
         cls_of[i] = c;
         count[c]++;
+    }
+    for (int d = 0; d < 3; d++) {
+        free(aidx[d]);
+        free(amask[d]);
     }
     /* the positions left over by each class's whole tiles share "mixed" tiles, which run
      * every k-step (their padding taps read zeros): a tile of 1 position would run at a
