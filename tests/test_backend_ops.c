@@ -457,12 +457,12 @@ static void case_conv_layer_suite(const cg_backend *be) {
     conv_case(be, conv_desc(1, 8, 8, 25, 25, 25, 5, 5, 5, 1, 1, 1, 2, 2, 2));
 }
 
-/* The channel-lane convolutions (avx2_conv_cl.c: stride 1, 16·n output channels for the
- * forward, 16·n input channels for backward-data), forced on for every shape they can take
+/* The channel-lane convolutions (avx2_conv_cl.c: 16·n output channels for the forward, any
+ * stride up to 8; 16·n input channels and stride 1 for backward-data), forced on for every shape they can take
  * (CG_AVX2_CL=1; by default only rows that waste lanes): the suite's 15³ and 30³ layers at
  * reduced size, padding 0 / k-1 / beyond k-1 (forward only: backward-data declines),
- * anisotropic kernels, a 2-D conv, one input channel, batch 3, rows of 1 voxel, classes of
- * every size (left-over positions in mixed tiles). Without AVX2 the variable changes nothing. */
+ * anisotropic kernels and strides, a 2-D conv, one input channel, batch 3, rows of 1
+ * voxel, classes of every size (left-over positions in mixed tiles). Without AVX2 the variable changes nothing. */
 static void case_conv_cl(const cg_backend *be) {
     setenv("CG_AVX2_CL", "1", 1);
     conv_case(be, conv_desc(1, 64, 64, 7, 7, 7, 3, 3, 3, 1, 1, 1, 1, 1, 1));
@@ -475,6 +475,12 @@ static void case_conv_cl(const cg_backend *be) {
     conv_case(be, conv_desc(1, 1, 32, 9, 9, 9, 3, 3, 3, 1, 1, 1, 1, 1, 1));
     conv_case(be, conv_desc(1, 16, 16, 6, 7, 1, 5, 5, 1, 1, 1, 1, 2, 2, 0));
     conv_case(be, conv_desc(1, 8, 16, 9, 9, 9, 5, 5, 5, 1, 1, 1, 2, 2, 2));
+    /* strides (the forward only; backward-data of strides > 1 declines) */
+    conv_case(be, conv_desc(2, 32, 64, 7, 7, 7, 4, 4, 4, 2, 2, 2, 1, 1, 1));   /* c4s2 */
+    conv_case(be, conv_desc(1, 1, 32, 11, 12, 13, 4, 4, 4, 2, 2, 2, 1, 1, 1)); /* enc_c1 */
+    conv_case(be, conv_desc(1, 5, 16, 9, 10, 11, 3, 2, 4, 1, 2, 3, 1, 0, 2));
+    conv_case(be, conv_desc(1, 3, 16, 10, 10, 10, 3, 3, 3, 3, 3, 3, 1, 1, 1));
+    conv_case(be, conv_desc(1, 4, 16, 5, 6, 7, 3, 3, 3, 2, 1, 2, 3, 4, 3));   /* pad past k-1 */
     unsetenv("CG_AVX2_CL");
 }
 

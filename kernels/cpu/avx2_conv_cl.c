@@ -1,6 +1,6 @@
 /*
- * kernels/cpu/avx2_conv_cl.c — AVX2+FMA stride-1 convolutions with the output channels in
- * the vector lanes ("channel lanes"): forward, and backward-data (which for stride 1 is the
+ * kernels/cpu/avx2_conv_cl.c — AVX2+FMA convolutions with the output channels in the vector
+ * lanes ("channel lanes"): forward (any stride up to 8), and backward-data of stride 1 (the
  * forward of the flipped, transposed kernel with padding k - 1 - pad). Semantics: those of
  * the reference kernels (kernels/cpu/conv3d.c), which tests/test_backend_ops.c holds these
  * to. avx2_conv3d.c calls in here first and takes the shapes this declines (returns 0).
@@ -17,14 +17,14 @@
  * than padding — and each class computes only its taps (runs of k-steps): no padding tap
  * and no idle lane is computed anywhere (a class's last tile may hold fewer positions).
  *
- * Layout: each sample's input is staged zero-padded ([Ci][out + k - 1] per axis), so a
- * k-step is one offset; weights are packed [Co/16][k-step][16]. Work items are (sample,
+ * Layout: each sample's input is staged zero-padded ([Ci][(out - 1)·stride + k] per axis, no
+ * phase split: a broadcast reads one value wherever it is), so a k-step is one offset; weights are packed [Co/16][k-step][16]. Work items are (sample,
  * tile, channel block), channel blocks innermost so that the 4 blocks of a 64-channel layer
  * reuse the tile's input rows from L1/L2 while the packed weights (110 KB per block at
  * K = 1728) stream from L2. Tiles write disjoint outputs (scattered: 96 scalar stores per
  * tile of K·12 FMAs), each sums in a fixed order: results do not depend on the threads.
  *
- * Taken: stride 1, Co (backward-data: Ci) a multiple of 16, a kernel of more than one tap,
+ * Taken: Co (backward-data: Ci and stride 1) a multiple of 16, a kernel of more than one tap,
  * padding at most k - 1 for backward-data, and where it wastes at least CL_MIN_WASTE of the
  * row tiles' work (see cl_waste); CG_AVX2_CL=0 / =1 turns it off / on for every shape it can
  * take (for tests and comparisons).
@@ -48,7 +48,7 @@
 
 typedef struct {
     int Ci, Co;            /* channels of the correlation's input and output */
-    int k[3], pad[3], in[3], out[3], L[3];
+    int k[3], s[3], pad[3], in[3], out[3], L[3];
     int64_t cstride, sample, ych; /* staged channel and sample strides; output channel size */
     int64_t K;             /* k-steps: Ci · k³ */
     int32_t *off;          /* (K) staged offset of each k-step */
@@ -66,7 +66,7 @@ typedef struct {
 static uint32_t tap_mask(const clplan *p, int axis, int o) {
     uint32_t m = 0;
     for (int t = 0; t < p->k[axis]; t++) {
-        int i = o + t - p->pad[axis];
+        int i = o * p->s[axis] + t - p->pad[axis];
         if (i >= 0 && i < p->in[axis]) m |= 1u << t;
     }
     return m;
@@ -74,22 +74,23 @@ static uint32_t tap_mask(const clplan *p, int axis, int o) {
 
 /* The fraction of the row tiles' work (rows rounded up to vectors, every w tap) that is
  * idle lanes or padding taps along w: what this layout saves. */
-static double cl_waste(int out_w, int in_w, int k, int pad) {
+static double cl_waste(int out_w, int in_w, int k, int s, int pad) {
     double useful = 0;
     for (int o = 0; o < out_w; o++)
-        for (int t = 0; t < k; t++) useful += o + t - pad >= 0 && o + t - pad < in_w;
+        for (int t = 0; t < k; t++) useful += o * s + t - pad >= 0 && o * s + t - pad < in_w;
     return 1.0 - useful / ((double)(out_w + 7) / 8 * 8 * k);
 }
 
 /* Whether to take a forward-shaped correlation (Co outputs, kernel k, padding pad). */
-static int cl_takes(int Co, const int *in, const int *out, const int *k, const int *pad, const int *stride) {
+static int cl_takes(int Co, const int *in, const int *out, const int *k, const int *pad, const int *stride,
+                    int max_stride) {
     const char *env = getenv("CG_AVX2_CL");
     if (env && env[0] == '0') return 0;
     if (Co % CL_CB != 0 || k[0] * k[1] * k[2] < 2) return 0;
     for (int d = 0; d < 3; d++)
-        if (stride[d] != 1 || pad[d] < 0 || k[d] > 32 || in[d] <= 0 || out[d] <= 0) return 0;
+        if (stride[d] < 1 || stride[d] > max_stride || pad[d] < 0 || k[d] > 32 || in[d] <= 0 || out[d] <= 0) return 0;
     if (env && env[0] == '1') return 1;
-    return cl_waste(out[2], in[2], k[2], pad[2]) >= CL_MIN_WASTE;
+    return cl_waste(out[2], in[2], k[2], stride[2], pad[2]) >= CL_MIN_WASTE;
 }
 
 static void cl_free(clplan *p) {
@@ -106,18 +107,19 @@ static void cl_free(clplan *p) {
 
 /* The plan of a stride-1 correlation; w(co, ci, kd, kh, kw) gives its weights. For the
  * forward w is read as is; for backward-data (flip) as w[ci][co] with the taps reversed. */
-static int cl_plan(clplan *p, int Ci, int Co, const int *k, const int *pad, const int *in, const int *out,
-                   const float *w, int flip) {
+static int cl_plan(clplan *p, int Ci, int Co, const int *k, const int *stride, const int *pad, const int *in,
+                   const int *out, const float *w, int flip) {
     memset(p, 0, sizeof *p);
     p->Ci = Ci;
     p->Co = Co;
     int64_t sample = Ci;
     for (int d = 0; d < 3; d++) {
         p->k[d] = k[d];
+        p->s[d] = stride[d];
         p->pad[d] = pad[d];
         p->in[d] = in[d];
         p->out[d] = out[d];
-        p->L[d] = out[d] + k[d] - 1;
+        p->L[d] = (out[d] - 1) * stride[d] + k[d];
         sample *= p->L[d];
     }
     /* channels 16 floats apart from a multiple of 4 KB (as avx2_conv3d.c's odd lines) */
@@ -222,7 +224,8 @@ static int cl_plan(clplan *p, int Ci, int Co, const int *k, const int *pad, cons
         int64_t e = first[c];
         if (p->np[e] == CL_P) e = ++first[c];
         int od = (int)(i / ((int64_t)out[1] * out[2])), oh = (int)(i / out[2] % out[1]), ow = (int)(i % out[2]);
-        p->pos[e * CL_P + p->np[e]] = (int32_t)(((int64_t)od * p->L[1] + oh) * p->L[2] + ow);
+        p->pos[e * CL_P + p->np[e]] =
+            (int32_t)(((int64_t)od * p->s[0] * p->L[1] + (int64_t)oh * p->s[1]) * p->L[2] + (int64_t)ow * p->s[2]);
         p->ypos[e * CL_P + p->np[e]] = (int32_t)i;
         p->np[e]++;
     }
@@ -355,9 +358,9 @@ static void cl_run(const clplan *p, float *y, const float *x, const float *bias,
 }
 
 int cg_avx2_conv_cl_fwd(float *y, const float *x, const float *w, const float *bias, const cg_conv_desc *c) {
-    if (c->N <= 0 || c->Ci <= 0 || !cl_takes(c->Co, c->in, c->out, c->k, c->pad, c->stride)) return 0;
+    if (c->N <= 0 || c->Ci <= 0 || !cl_takes(c->Co, c->in, c->out, c->k, c->pad, c->stride, 8)) return 0;
     clplan p;
-    if (!cl_plan(&p, c->Ci, c->Co, c->k, c->pad, c->in, c->out, w, 0)) {
+    if (!cl_plan(&p, c->Ci, c->Co, c->k, c->stride, c->pad, c->in, c->out, w, 0)) {
         cl_free(&p);
         return 0;
     }
@@ -370,9 +373,9 @@ int cg_avx2_conv_cl_fwd(float *y, const float *x, const float *w, const float *b
 int cg_avx2_conv_cl_bwd_data(float *dx, const float *dy, const float *w, const cg_conv_desc *c) {
     int pad[3];
     for (int d = 0; d < 3; d++) pad[d] = c->k[d] - 1 - c->pad[d];
-    if (c->N <= 0 || c->Co <= 0 || !cl_takes(c->Ci, c->out, c->in, c->k, pad, c->stride)) return 0;
+    if (c->N <= 0 || c->Co <= 0 || !cl_takes(c->Ci, c->out, c->in, c->k, pad, c->stride, 1)) return 0;
     clplan p;
-    if (!cl_plan(&p, c->Co, c->Ci, c->k, pad, c->out, c->in, w, 1)) {
+    if (!cl_plan(&p, c->Co, c->Ci, c->k, c->stride, pad, c->out, c->in, w, 1)) {
         cl_free(&p);
         return 0;
     }
