@@ -25,8 +25,10 @@
  * tile of K·12 FMAs), each sums in a fixed order: results do not depend on the threads.
  *
  * Taken: Co (backward-data: Ci and stride 1) a multiple of 16, a kernel of more than one tap,
- * padding at most k - 1 for backward-data, and where it wastes at least CL_MIN_WASTE of the
- * row tiles' work (see cl_waste); CG_AVX2_CL=0 / =1 turns it off / on for every shape it can
+ * padding at most k - 1 for backward-data, and by default where the row tiles waste at
+ * least CL_MIN_WASTE of their work (see cl_waste) and there are at least CL_MIN_K k-steps
+ * (with fewer, as enc_c1's K = 64, the 96 scattered stores per tile weigh too much: equal on
+ * one core, slower on two); CG_AVX2_CL=0 / =1 turns it off / on for every shape it can
  * take (for tests and comparisons).
  */
 #include <stdio.h>
@@ -43,6 +45,7 @@
 #define CL_CB 16                              /* output channels per tile: two vectors */
 #define CL_GROUP_BYTES ((int64_t)32 << 20)    /* staged samples processed together, at most */
 #define CL_MIN_WASTE 0.05                     /* see cl_waste */
+#define CL_MIN_K 256                          /* k-steps (Ci·k³) below which the row tiles stay */
 /* Fully unroll the tile's loops, or GCC keeps the accumulators in memory (avx2_tile.c). */
 #define UNROLL _Pragma("GCC unroll 16")
 
@@ -82,7 +85,7 @@ static double cl_waste(int out_w, int in_w, int k, int s, int pad) {
 }
 
 /* Whether to take a forward-shaped correlation (Co outputs, kernel k, padding pad). */
-static int cl_takes(int Co, const int *in, const int *out, const int *k, const int *pad, const int *stride,
+static int cl_takes(int Ci, int Co, const int *in, const int *out, const int *k, const int *pad, const int *stride,
                     int max_stride) {
     const char *env = getenv("CG_AVX2_CL");
     if (env && env[0] == '0') return 0;
@@ -90,6 +93,7 @@ static int cl_takes(int Co, const int *in, const int *out, const int *k, const i
     for (int d = 0; d < 3; d++)
         if (stride[d] < 1 || stride[d] > max_stride || pad[d] < 0 || k[d] > 32 || in[d] <= 0 || out[d] <= 0) return 0;
     if (env && env[0] == '1') return 1;
+    if ((int64_t)Ci * k[0] * k[1] * k[2] < CL_MIN_K) return 0;
     return cl_waste(out[2], in[2], k[2], stride[2], pad[2]) >= CL_MIN_WASTE;
 }
 
@@ -358,7 +362,7 @@ static void cl_run(const clplan *p, float *y, const float *x, const float *bias,
 }
 
 int cg_avx2_conv_cl_fwd(float *y, const float *x, const float *w, const float *bias, const cg_conv_desc *c) {
-    if (c->N <= 0 || c->Ci <= 0 || !cl_takes(c->Co, c->in, c->out, c->k, c->pad, c->stride, 8)) return 0;
+    if (c->N <= 0 || c->Ci <= 0 || !cl_takes(c->Ci, c->Co, c->in, c->out, c->k, c->pad, c->stride, 8)) return 0;
     clplan p;
     if (!cl_plan(&p, c->Ci, c->Co, c->k, c->stride, c->pad, c->in, c->out, w, 0)) {
         cl_free(&p);
@@ -373,7 +377,7 @@ int cg_avx2_conv_cl_fwd(float *y, const float *x, const float *w, const float *b
 int cg_avx2_conv_cl_bwd_data(float *dx, const float *dy, const float *w, const cg_conv_desc *c) {
     int pad[3];
     for (int d = 0; d < 3; d++) pad[d] = c->k[d] - 1 - c->pad[d];
-    if (c->N <= 0 || c->Co <= 0 || !cl_takes(c->Ci, c->out, c->in, c->k, pad, c->stride, 1)) return 0;
+    if (c->N <= 0 || c->Co <= 0 || !cl_takes(c->Co, c->Ci, c->out, c->in, c->k, pad, c->stride, 1)) return 0;
     clplan p;
     if (!cl_plan(&p, c->Co, c->Ci, c->k, c->stride, pad, c->out, c->in, w, 1)) {
         cl_free(&p);
