@@ -11,7 +11,9 @@
  *    from cg_layer_norm itself and rstd from cg_var, so that the second derivative (the
  *    gradient penalty through a critic with layer norm) is exact.
  * tests/test_autograd.c checks both forms against each other and against finite
- * differences.
+ * differences. cg_layer_norm_leaky adds a leaky ReLU inside the same kernels (the forward
+ * writes only the activation; the backward takes g through the activation's derivative
+ * first): the BIB-AE's LN -> LReLU pairs, two passes over the tensor fewer each way.
  *
  * Batch norm is a composition of differentiable ops (mean, var, rsqrt, mul, add).
  */
@@ -19,7 +21,7 @@
 
 #include "autograd/ops.h"
 
-typedef struct { int naxes; float eps; } ln_args;
+typedef struct { int naxes; float eps; int act; float slope; } ln_args;
 
 static bool affine_ok(const cg_tensor *x, int naxes, const cg_tensor *p, const char *what) {
     if (!p) return true;
@@ -50,13 +52,20 @@ static void bw_layer_norm(cg_node *n, cg_tensor *g, cg_tensor **gi) {
         cg_backend_of(x)->layernorm_bwd(dx ? cg_data(dx) : NULL, dg ? cg_data(dg) : NULL,
                                         db ? cg_data(db) : NULL, cg_data(g), cg_data(x),
                                         cg_data(n->saved[0]), cg_data(n->saved[1]),
-                                        gamma ? cg_data(gamma) : NULL, rows, cols);
+                                        gamma ? cg_data(gamma) : NULL, beta ? cg_data(beta) : NULL, rows, cols,
+                                        a->act, a->slope);
         gi[0] = dx;
         if (gamma) gi[1] = dg;
         if (beta) gi[2] = db;
         return;
     }
-    /* differentiable form */
+    /* differentiable form; the activation's derivative is piecewise constant: a mask */
+    if (a->act) {
+        bool prev = cg_set_grad_enabled(false);
+        cg_tensor *mask = cg_unary(CG_U_LEAKY_STEP, cg_layer_norm(x, k, gamma, beta, a->eps), a->slope, 0.0f);
+        cg_set_grad_enabled(prev);
+        g = cg_mul(g, mask);
+    }
     cg_tensor *xhat = cg_layer_norm(x, k, NULL, NULL, a->eps);
     if (gamma && n->needs[1]) gi[1] = cg_sum_to(cg_mul(g, xhat), gamma->ndim, gamma->shape);
     if (beta && n->needs[2]) gi[2] = cg_sum_to(g, beta->ndim, beta->shape);
@@ -69,7 +78,8 @@ static void bw_layer_norm(cg_node *n, cg_tensor *g, cg_tensor **gi) {
     }
 }
 
-cg_tensor *cg_layer_norm(cg_tensor *x, int naxes, cg_tensor *gamma, cg_tensor *beta, float eps) {
+static cg_tensor *layer_norm(cg_tensor *x, int naxes, cg_tensor *gamma, cg_tensor *beta, float eps, int act,
+                             float slope) {
     if (!x) return NULL;
     if (naxes < 1 || naxes > x->ndim) {
         cg_set_error(CG_ERR_INVALID, "layer_norm: cannot normalise over the last %d axes of a rank-%d tensor",
@@ -88,20 +98,28 @@ cg_tensor *cg_layer_norm(cg_tensor *x, int naxes, cg_tensor *gamma, cg_tensor *b
     if (!out || !mean || !rstd) return NULL;
     cg_backend_of(x)->layernorm_fwd(cg_data(out), cg_data(mean), cg_data(rstd), cg_data(x),
                                     gamma ? cg_data(gamma) : NULL, beta ? cg_data(beta) : NULL, rows,
-                                    cols, eps);
+                                    cols, eps, act, slope);
     /* inputs: x, gamma, beta (a missing gamma with a present beta is passed as NULL) */
     cg_tensor *in[3] = {x, gamma, beta};
     int nin = beta ? 3 : gamma ? 2 : 1;
     if (nin == 3 && !gamma) { /* keep positions stable: record a ones gain */
         in[1] = cg_full(x->device, naxes, x->shape + x->ndim - naxes, 1.0f);
     }
-    cg_node *n = cg_op_record("layer_norm", bw_layer_norm, out, nin, in);
+    cg_node *n = cg_op_record(act ? "layer_norm_leaky" : "layer_norm", bw_layer_norm, out, nin, in);
     if (n) {
-        *CG_ARGS(n, ln_args) = (ln_args){naxes, eps};
+        *CG_ARGS(n, ln_args) = (ln_args){naxes, eps, act, slope};
         cg_node_save(n, 0, mean);
         cg_node_save(n, 1, rstd);
     }
     return out;
+}
+
+cg_tensor *cg_layer_norm(cg_tensor *x, int naxes, cg_tensor *gamma, cg_tensor *beta, float eps) {
+    return layer_norm(x, naxes, gamma, beta, eps, 0, 0.0f);
+}
+
+cg_tensor *cg_layer_norm_leaky(cg_tensor *x, int naxes, cg_tensor *gamma, cg_tensor *beta, float eps, float slope) {
+    return layer_norm(x, naxes, gamma, beta, eps, 1, slope);
 }
 
 cg_tensor *cg_batch_norm(cg_tensor *x, cg_tensor *gamma, cg_tensor *beta, cg_tensor *running_mean,

@@ -149,6 +149,9 @@ int cg_pointwise_expand_stats(cg_tensor *x, cg_tensor *x_scale, cg_tensor *x_shi
 /* Layer norm over the last `naxes` axes, with an optional gain and bias shaped like those
  * axes (the BIB-AE normalises (D, H, W) per sample and channel with gain/bias (D, H, W)). */
 cg_tensor *cg_layer_norm(cg_tensor *x, int naxes, cg_tensor *gamma, cg_tensor *beta, float eps);
+/* cg_leaky_relu(cg_layer_norm(x, ...), slope) in one kernel each way (the same values and
+ * gradients, gradients of gradients included; two passes over x's size fewer each way). */
+cg_tensor *cg_layer_norm_leaky(cg_tensor *x, int naxes, cg_tensor *gamma, cg_tensor *beta, float eps, float slope);
 /* Batch norm over all axes but axis 1 (channels). In training it uses the batch statistics
  * and updates running_mean/running_var (owned tensors of shape (C), may be NULL) with
  * `momentum` and the unbiased variance, as PyTorch; in evaluation it uses them. */

@@ -167,12 +167,16 @@ typedef struct cg_backend {
 
     /* ---- layer norm over the last `cols` elements of each of `rows` rows;
      *      gamma, beta (length cols) may be NULL; mean, rstd have length rows.
+     *      act != 0: a leaky ReLU(slope) follows the norm in the same pass, y = a(n) with
+     *      n = LN(x) rounded to float and a(n) = n > 0 ? n : slope·n; bwd then takes dy as
+     *      the gradient of a(n), recomputes n from x, mean, rstd, gamma and beta exactly as
+     *      fwd computed it, and uses dy·a'(n) (a'(n) = n > 0 ? 1 : slope).
      *      bwd: dgamma, dbeta may be NULL (not wanted); they are written, not added. ---- */
-    void (*layernorm_fwd)(float *y, float *mean, float *rstd, const float *x,
-                          const float *gamma, const float *beta, int64_t rows, int64_t cols, float eps);
+    void (*layernorm_fwd)(float *y, float *mean, float *rstd, const float *x, const float *gamma,
+                          const float *beta, int64_t rows, int64_t cols, float eps, int act, float slope);
     void (*layernorm_bwd)(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
-                          const float *mean, const float *rstd, const float *gamma,
-                          int64_t rows, int64_t cols);
+                          const float *mean, const float *rstd, const float *gamma, const float *beta,
+                          int64_t rows, int64_t cols, int act, float slope);
 
     /* ---- sorting along rows: vals/idx (rows × cols) get each row of x sorted (ties keep
      *      their index order, so every backend returns the same permutation; either output

@@ -382,6 +382,45 @@ static void test_layer_norm_fused_matches_composite(void) {
     free_all(3, ins);
 }
 
+/* cg_layer_norm_leaky (one kernel each way) against cg_leaky_relu(cg_layer_norm(...)):
+ * values, first-order gradients (the fused kernel) and second-order ones (create_graph:
+ * the differentiable form with the activation's mask), for every input. */
+static void test_layer_norm_leaky(void) {
+    for (int affine = 0; affine < 2; affine++) {
+        cg_tensor *x = t_rand(DEV, CG_SHAPE(3, 4, 5, 6), -2, 2, 1);
+        cg_tensor *gm = t_rand(DEV, CG_SHAPE(5, 6), 0.5f, 1.5f, 1), *bt = t_rand(DEV, CG_SHAPE(5, 6), -1, 1, 1);
+        cg_tensor *seed = cg_op_adopt(t_rand(DEV, CG_SHAPE(3, 4, 5, 6), -1, 1, 0));
+        cg_tensor *ins[3] = {x, gm, bt}, *gf[3], *gc[3];
+        const int nin = affine ? 3 : 1;
+        cg_tensor *yf = cg_layer_norm_leaky(x, 2, affine ? gm : NULL, affine ? bt : NULL, 1e-5f, 0.2f);
+        cg_tensor *yc = cg_leaky_relu(cg_layer_norm(x, 2, affine ? gm : NULL, affine ? bt : NULL, 1e-5f), 0.2f);
+        float *a = cg_tensor_host_copy(yf), *b = cg_tensor_host_copy(yc);
+        CHECK_MSG(t_rel_err(a, b, cg_numel(yf)) < 1e-6, "values: rel err %g", t_rel_err(a, b, cg_numel(yf)));
+        free(a);
+        free(b);
+        for (int order = 1; order <= 2; order++) {
+            /* order 2: d/d(inputs) of Σ (d(seed·y)/dx)², through create_graph */
+            cg_tensor *outs[2] = {yf, yc}, **res[2] = {gf, gc};
+            for (int k = 0; k < 2; k++) {
+                CHECK(cg_grad(1, &outs[k], &seed, nin, ins, res[k], order == 2) == CG_OK);
+                if (order == 2) {
+                    cg_tensor *pen = cg_sum_all(cg_square(res[k][0]));
+                    CHECK(cg_grad(1, &pen, NULL, nin, ins, res[k], false) == CG_OK);
+                }
+            }
+            for (int i = 0; i < nin; i++) {
+                a = cg_tensor_host_copy(gf[i]);
+                b = cg_tensor_host_copy(gc[i]);
+                double e = t_rel_err(a, b, cg_numel(gf[i]));
+                CHECK_MSG(e < 1e-5, "affine %d order %d input %d: rel err %g", affine, order, i, e);
+                free(a);
+                free(b);
+            }
+        }
+        free_all(3, ins);
+    }
+}
+
 static cg_tensor *f_bn(cg_tensor *const *in, void *c) {
     return cg_batch_norm(in[0], in[1], in[2], NULL, NULL, true, 0.1f, 1e-5f);
 }
@@ -692,6 +731,7 @@ int main(void) {
     TEST_RUN(test_conv_values_and_errors);
     TEST_RUN(test_layer_norm_grads);
     TEST_RUN(test_layer_norm_fused_matches_composite);
+    TEST_RUN(test_layer_norm_leaky);
     TEST_RUN(test_batch_norm);
     TEST_RUN(test_sort);
     TEST_RUN(test_losses);

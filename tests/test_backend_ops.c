@@ -509,36 +509,49 @@ static void case_conv_thin(const cg_backend *be) {
 }
 
 static void case_layernorm(const cg_backend *be) {
-    for (int trial = 0; trial < 5; trial++) {
+    for (int trial = 0; trial < 6; trial++) {
         int64_t rows = irand(1, 40), cols = irand(1, 3000);
         if (trial == 0) { rows = 16; cols = 27000; } /* (B·C, 30³) */
-        int affine = irand(0, 1);
+        int affine = irand(0, 1), act = trial == 1 || irand(0, 1); /* act: the leaky ReLU inside */
+        const float slope = 0.2f;
         int64_t n = rows * cols;
         float *x = h_rand(n, -3, 5), *g = h_rand(cols, 0.5f, 1.5f), *b = h_rand(cols, -1, 1), *dy = h_rand(n, -1, 1);
         float *mean = malloc((size_t)rows * sizeof(float)), *rstd = malloc((size_t)rows * sizeof(float));
         float *scratch = malloc((size_t)n * sizeof(float));
-        cg_ref_layernorm_fwd(scratch, mean, rstd, x, NULL, NULL, rows, cols, 1e-5f); /* stats for bwd */
+        cg_ref_layernorm_fwd(scratch, mean, rstd, x, NULL, NULL, rows, cols, 1e-5f, 0, 0.0f); /* stats for bwd */
+        if (act) { /* no n within 1e-3 of 0, where float and double could disagree on its sign */
+            for (int64_t r = 0; r < rows; r++)
+                for (int64_t c = 0; c < cols; c++) {
+                    float gm = affine ? g[c] : 1.0f, bt = affine ? b[c] : 0.0f;
+                    double nv = ((double)x[r * cols + c] - mean[r]) * rstd[r] * gm + bt;
+                    if (fabs(nv) < 1e-3) x[r * cols + c] += (float)((nv < 0 ? -2e-3 : 2e-3) / (rstd[r] * gm));
+                }
+            cg_ref_layernorm_fwd(scratch, mean, rstd, x, NULL, NULL, rows, cols, 1e-5f, 0, 0.0f);
+        }
         free(scratch);
-        ON_BOTH(be, n, 2e-5, 1e-6, "layernorm_fwd", "", {
+        char shape[64];
+        snprintf(shape, sizeof shape, "rows %lld cols %lld affine %d act %d", (long long)rows, (long long)cols, affine, act);
+        ON_BOTH(be, n, 2e-5, 1e-6, "layernorm_fwd", shape, {
             float *dx = a_up(A, x, n), *dg = a_up(A, g, cols), *db = a_up(A, b, cols);
             float *o = a_out(A, n), *m = a_out(A, rows), *r = a_out(A, rows);
-            A->be->layernorm_fwd(o, m, r, dx, affine ? dg : NULL, affine ? db : NULL, rows, cols, 1e-5f);
+            A->be->layernorm_fwd(o, m, r, dx, affine ? dg : NULL, affine ? db : NULL, rows, cols, 1e-5f, act, slope);
             a_down(A, res, o, n);
         });
         /* dx = rstd·(g·dy - mean(g·dy) - x̂·mean(g·dy·x̂)) is evaluated in float per element
          * (the reference in double): its terms are as large as dx's largest elements and
          * cancel, so an element near 0 carries an absolute error of a few ulp of those
          * (seen: 2e-6 of the largest once in ~hundreds of runs) */
-        ON_BOTH(be, n, 1e-4, 1e-5, "layernorm_bwd dx", "", {
-            float *dx = a_up(A, x, n), *dg = a_up(A, g, cols), *ddy = a_up(A, dy, n);
+        ON_BOTH(be, n, 1e-4, 1e-5, "layernorm_bwd dx", shape, {
+            float *dx = a_up(A, x, n), *dg = a_up(A, g, cols), *db = a_up(A, b, cols), *ddy = a_up(A, dy, n);
             float *m = a_up(A, mean, rows), *r = a_up(A, rstd, rows), *o = a_out(A, n);
-            A->be->layernorm_bwd(o, NULL, NULL, ddy, dx, m, r, affine ? dg : NULL, rows, cols);
+            A->be->layernorm_bwd(o, NULL, NULL, ddy, dx, m, r, affine ? dg : NULL, affine ? db : NULL, rows, cols, act,
+                                 slope);
             a_down(A, res, o, n);
         });
-        ON_BOTH(be, 2 * cols, 1e-4, 1e-6, "layernorm_bwd dgamma/dbeta", "", {
-            float *dx = a_up(A, x, n), *dg = a_up(A, g, cols), *ddy = a_up(A, dy, n);
+        ON_BOTH(be, 2 * cols, 1e-4, 1e-6, "layernorm_bwd dgamma/dbeta", shape, {
+            float *dx = a_up(A, x, n), *dg = a_up(A, g, cols), *db = a_up(A, b, cols), *ddy = a_up(A, dy, n);
             float *m = a_up(A, mean, rows), *r = a_up(A, rstd, rows), *o = a_out(A, 2 * cols);
-            A->be->layernorm_bwd(NULL, o, o + cols, ddy, dx, m, r, dg, rows, cols);
+            A->be->layernorm_bwd(NULL, o, o + cols, ddy, dx, m, r, dg, db, rows, cols, act, slope);
             a_down(A, res, o, 2 * cols);
         });
         free(x); free(g); free(b); free(dy); free(mean); free(rstd);
@@ -738,10 +751,12 @@ static int64_t det_run(const cg_backend *be, int threads, float *out) {
         DET_RAND(x, 2 * rows * cols);
         be->reduce_sum(out + n, x, 2, shape, 2u);
         n += rows;
-        be->layernorm_fwd(out + n, out + n + rows * cols, out + n + rows * cols + rows, x, NULL, NULL, rows, cols, 1e-5f);
+        be->layernorm_fwd(out + n, out + n + rows * cols, out + n + rows * cols + rows, x, NULL, NULL, rows, cols, 1e-5f,
+                          1, 0.2f);
         float *mean = out + n + rows * cols, *rstd = mean + rows;
         n += rows * cols + 2 * rows;
-        be->layernorm_bwd(out + n, out + n + rows * cols, out + n + rows * cols + cols, dy, x, mean, rstd, x, rows, cols);
+        be->layernorm_bwd(out + n, out + n + rows * cols, out + n + rows * cols + cols, dy, x, mean, rstd, x, x, rows,
+                          cols, 1, 0.2f);
         n += rows * cols + 2 * cols;
     }
 #undef DET_RAND

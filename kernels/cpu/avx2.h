@@ -29,9 +29,10 @@ void cg_avx2_reduce_sum(float *out, const float *x, int ndim, const int64_t *sha
 
 /* avx2_layernorm.c */
 void cg_avx2_layernorm_fwd(float *y, float *mean, float *rstd, const float *x, const float *gamma,
-                           const float *beta, int64_t rows, int64_t cols, float eps);
+                           const float *beta, int64_t rows, int64_t cols, float eps, int act, float slope);
 void cg_avx2_layernorm_bwd(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
-                           const float *mean, const float *rstd, const float *gamma, int64_t rows, int64_t cols);
+                           const float *mean, const float *rstd, const float *gamma, const float *beta,
+                           int64_t rows, int64_t cols, int act, float slope);
 
 /* avx2_optim.c */
 void cg_avx2_sgd_step(float *p, float *buf, const float *g, const float *gscale, int64_t n, float lr, float momentum,

@@ -11,6 +11,9 @@
  * sums over rows, computed in a second pass in which each task owns a range of columns and
  * runs down the rows in order. Both are deterministic for any thread count.
  * Rows are split among threads; a single very long row runs on one thread.
+ * With act (a leaky ReLU after the norm, core/backend.h), the forward applies it before the
+ * store and the backward multiplies dy by its derivative at n, which norm_vec recomputes
+ * with the forward's own instructions (so the two agree on the sign of every n).
  */
 #include <math.h>
 #include <string.h>
@@ -34,6 +37,21 @@ static inline double hsum4(__m256d a) {
     return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
 }
 
+/* n = (x - m)·rs·gamma + beta at columns j.. (m, rs: the float statistics), as the forward
+ * computes it: one function, so that the backward's recomputation is the same instructions. */
+static inline __attribute__((always_inline)) __m256 norm_vec(__m256 x, __m256 m, __m256 rs, const float *gamma,
+                                                             const float *beta, int64_t j, int64_t left, __m256i mk) {
+    __m256 v = _mm256_mul_ps(_mm256_sub_ps(x, m), rs);
+    if (gamma) v = _mm256_mul_ps(v, load_or(gamma + j, left, mk, 0.0f));
+    if (beta) v = _mm256_add_ps(v, load_or(beta + j, left, mk, 0.0f));
+    return v;
+}
+
+/* a(n) = n > 0 ? n : slope·n, and a'(n)·g = n > 0 ? g : slope·g */
+static inline __m256 leaky_vec(__m256 n, __m256 v, __m256 slope) {
+    return _mm256_blendv_ps(_mm256_mul_ps(v, slope), v, _mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_GT_OQ));
+}
+
 /* ---------------------------------------------------------- forward ---- */
 
 typedef struct {
@@ -41,6 +59,8 @@ typedef struct {
     const float *x, *gamma, *beta;
     int64_t cols;
     float eps;
+    int act;
+    float slope;
 } fwd_job;
 
 static void fwd_task(void *ctx, int64_t b, int64_t e, int worker) {
@@ -76,9 +96,8 @@ static void fwd_task(void *ctx, int64_t b, int64_t e, int worker) {
         for (int64_t j = 0; j < n; j += 8) {
             int tail = n - j < 8;
             __m256i mk = cg_avx2_mask(tail ? (int)(n - j) : 8);
-            __m256 v = _mm256_mul_ps(_mm256_sub_ps(load_or(x + j, n - j, mk, 0.0f), mf), rf);
-            if (J->gamma) v = _mm256_mul_ps(v, load_or(J->gamma + j, n - j, mk, 0.0f));
-            if (J->beta) v = _mm256_add_ps(v, load_or(J->beta + j, n - j, mk, 0.0f));
+            __m256 v = norm_vec(load_or(x + j, n - j, mk, 0.0f), mf, rf, J->gamma, J->beta, j, n - j, mk);
+            if (J->act) v = leaky_vec(v, v, _mm256_set1_ps(J->slope));
             if (tail) _mm256_maskstore_ps(y + j, mk, v);
             else _mm256_storeu_ps(y + j, v);
         }
@@ -88,9 +107,9 @@ static void fwd_task(void *ctx, int64_t b, int64_t e, int worker) {
 }
 
 void cg_avx2_layernorm_fwd(float *y, float *mean, float *rstd, const float *x, const float *gamma,
-                           const float *beta, int64_t rows, int64_t cols, float eps) {
+                           const float *beta, int64_t rows, int64_t cols, float eps, int act, float slope) {
     if (rows <= 0 || cols <= 0) return;
-    fwd_job J = {y, mean, rstd, x, gamma, beta, cols, eps};
+    fwd_job J = {y, mean, rstd, x, gamma, beta, cols, eps, act, slope};
     cg_parallel_for(rows, (16384 + cols - 1) / cols, fwd_task, &J);
 }
 
@@ -98,9 +117,18 @@ void cg_avx2_layernorm_fwd(float *y, float *mean, float *rstd, const float *x, c
 
 typedef struct {
     float *dx, *dgamma, *dbeta;
-    const float *dy, *x, *mean, *rstd, *gamma;
+    const float *dy, *x, *mean, *rstd, *gamma, *beta;
     int64_t rows, cols;
+    int act;
+    float slope;
 } bwd_job;
+
+/* dy at columns j.., times a'(n) with act */
+static inline __m256 grad_vec(const bwd_job *J, __m256 g, __m256 x, __m256 m, __m256 rs, int64_t j, int64_t left,
+                              __m256i mk) {
+    if (!J->act) return g;
+    return leaky_vec(norm_vec(x, m, rs, J->gamma, J->beta, j, left, mk), g, _mm256_set1_ps(J->slope));
+}
 
 /* dx = rstd·(gx - mean(gx) - xhat·mean(gx·xhat)), gx = dy·gamma, per row. */
 static void dx_task(void *ctx, int64_t b, int64_t e, int worker) {
@@ -112,8 +140,8 @@ static void dx_task(void *ctx, int64_t b, int64_t e, int worker) {
         __m256d a0 = _mm256_setzero_pd(), a1 = a0, b0 = a0, b1 = a0;
         for (int64_t j = 0; j < n; j += 8) {
             __m256i mk = cg_avx2_mask(n - j >= 8 ? 8 : (int)(n - j));
-            __m256 xh = _mm256_mul_ps(_mm256_sub_ps(load_or(x + j, n - j, mk, 0.0f), m), rs);
-            __m256 gx = load_or(g + j, n - j, mk, 0.0f);
+            __m256 xv = load_or(x + j, n - j, mk, 0.0f), xh = _mm256_mul_ps(_mm256_sub_ps(xv, m), rs);
+            __m256 gx = grad_vec(J, load_or(g + j, n - j, mk, 0.0f), xv, m, rs, j, n - j, mk);
             if (J->gamma) gx = _mm256_mul_ps(gx, load_or(J->gamma + j, n - j, mk, 0.0f));
             a0 = _mm256_add_pd(a0, lo_pd(gx));
             a1 = _mm256_add_pd(a1, hi_pd(gx));
@@ -126,8 +154,8 @@ static void dx_task(void *ctx, int64_t b, int64_t e, int worker) {
         for (int64_t j = 0; j < n; j += 8) {
             int tail = n - j < 8;
             __m256i mk = cg_avx2_mask(tail ? (int)(n - j) : 8);
-            __m256 xh = _mm256_mul_ps(_mm256_sub_ps(load_or(x + j, n - j, mk, 0.0f), m), rs);
-            __m256 gx = load_or(g + j, n - j, mk, 0.0f);
+            __m256 xv = load_or(x + j, n - j, mk, 0.0f), xh = _mm256_mul_ps(_mm256_sub_ps(xv, m), rs);
+            __m256 gx = grad_vec(J, load_or(g + j, n - j, mk, 0.0f), xv, m, rs, j, n - j, mk);
             if (J->gamma) gx = _mm256_mul_ps(gx, load_or(J->gamma + j, n - j, mk, 0.0f));
             __m256 v = _mm256_mul_ps(rs, _mm256_sub_ps(_mm256_sub_ps(gx, am), _mm256_mul_ps(xh, bm)));
             if (tail) _mm256_maskstore_ps(dx + j, mk, v);
@@ -150,8 +178,9 @@ static void dgb_task(void *ctx, int64_t b, int64_t e, int worker) {
             const __m256 m = _mm256_set1_ps(J->mean[r]), rs = _mm256_set1_ps(J->rstd[r]);
             for (int64_t j = 0; j < nc; j += 8) {
                 __m256i mk = cg_avx2_mask(nc - j >= 8 ? 8 : (int)(nc - j));
-                __m256 gv = load_or(g + j, nc - j, mk, 0.0f);
-                __m256 p = _mm256_mul_ps(gv, _mm256_mul_ps(_mm256_sub_ps(load_or(x + j, nc - j, mk, 0.0f), m), rs));
+                __m256 xv = load_or(x + j, nc - j, mk, 0.0f);
+                __m256 gv = grad_vec(J, load_or(g + j, nc - j, mk, 0.0f), xv, m, rs, c0 + j, nc - j, mk);
+                __m256 p = _mm256_mul_ps(gv, _mm256_mul_ps(_mm256_sub_ps(xv, m), rs));
                 _mm256_storeu_pd(dg + j, _mm256_add_pd(_mm256_loadu_pd(dg + j), lo_pd(p)));
                 _mm256_storeu_pd(dg + j + 4, _mm256_add_pd(_mm256_loadu_pd(dg + j + 4), hi_pd(p)));
                 _mm256_storeu_pd(db + j, _mm256_add_pd(_mm256_loadu_pd(db + j), lo_pd(gv)));
@@ -166,9 +195,10 @@ static void dgb_task(void *ctx, int64_t b, int64_t e, int worker) {
 }
 
 void cg_avx2_layernorm_bwd(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
-                           const float *mean, const float *rstd, const float *gamma, int64_t rows, int64_t cols) {
+                           const float *mean, const float *rstd, const float *gamma, const float *beta,
+                           int64_t rows, int64_t cols, int act, float slope) {
     if (rows <= 0 || cols <= 0) return;
-    bwd_job J = {dx, dgamma, dbeta, dy, x, mean, rstd, gamma, rows, cols};
+    bwd_job J = {dx, dgamma, dbeta, dy, x, mean, rstd, gamma, beta, rows, cols, act, slope};
     if (dx) cg_parallel_for(rows, (16384 + cols - 1) / cols, dx_task, &J);
     if (dgamma || dbeta) cg_parallel_for((cols + COLS_PER_TASK - 1) / COLS_PER_TASK, 1, dgb_task, &J);
 }

@@ -36,10 +36,10 @@ void cg_ref_conv_bwd_weight(float *dw, const float *x, const float *dy, const cg
 
 /* layernorm.c */
 void cg_ref_layernorm_fwd(float *y, float *mean, float *rstd, const float *x, const float *gamma,
-                          const float *beta, int64_t rows, int64_t cols, float eps);
+                          const float *beta, int64_t rows, int64_t cols, float eps, int act, float slope);
 void cg_ref_layernorm_bwd(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
-                          const float *mean, const float *rstd, const float *gamma, int64_t rows,
-                          int64_t cols);
+                          const float *mean, const float *rstd, const float *gamma, const float *beta,
+                          int64_t rows, int64_t cols, int act, float slope);
 
 /* sort.c */
 void cg_ref_sort_rows(float *vals, int32_t *idx, const float *x, int64_t rows, int64_t cols, int descending);

@@ -36,9 +36,10 @@ void conv_bwd_weight(float *dw, const float *x, const float *dy, const cg_conv_d
 
 /* layernorm.cu */
 void layernorm_fwd(float *y, float *mean, float *rstd, const float *x, const float *gamma, const float *beta,
-                   int64_t rows, int64_t cols, float eps);
+                   int64_t rows, int64_t cols, float eps, int act, float slope);
 void layernorm_bwd(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x, const float *mean,
-                   const float *rstd, const float *gamma, int64_t rows, int64_t cols);
+                   const float *rstd, const float *gamma, const float *beta, int64_t rows, int64_t cols, int act,
+                   float slope);
 
 /* sort.cu */
 void sort_rows(float *vals, int32_t *idx, const float *x, int64_t rows, int64_t cols, int descending);

@@ -8,6 +8,9 @@
  * reference (memory-bound: the adds cost nothing). dgamma/dbeta sum over rows: one thread
  * per column (coalesced), the rows split into a fixed number of slices whose partials a
  * last pass adds in order, so the result does not depend on scheduling.
+ * With act (a leaky ReLU after the norm, core/backend.h) the forward applies it before the
+ * store, and the backward kernels multiply dy by its derivative at n, recomputed by the
+ * forward's own function (norm_at), so that both agree on the sign of every n.
  */
 #include "kernels/cuda/kernels.cuh"
 
@@ -21,8 +24,23 @@ int row_threads(int64_t cols) {
     return t;
 }
 
+/* n = (x - m)·rs·gamma + beta at column j, the same instructions in forward and backward
+ * (a separate expression could be contracted into FMAs differently) */
+__device__ __forceinline__ float norm_at(float x, float m, float rs, const float *gamma, const float *beta, int64_t j) {
+    float v = __fmul_rn(x - m, rs);
+    if (gamma) v = __fmul_rn(v, gamma[j]);
+    if (beta) v = __fadd_rn(v, beta[j]);
+    return v;
+}
+
+/* dy times the leaky ReLU's derivative at n (act), or dy */
+__device__ __forceinline__ float grad_at(float g, int act, float slope, float x, float m, float rs, const float *gamma,
+                                         const float *beta, int64_t j) {
+    return act && !(norm_at(x, m, rs, gamma, beta, j) > 0.0f) ? g * slope : g;
+}
+
 __global__ void ln_fwd_kernel(float *y, float *mean, float *rstd, const float *x, const float *gamma,
-                              const float *beta, int64_t cols, float eps) {
+                              const float *beta, int64_t cols, float eps, int act, float slope) {
     __shared__ double red[32];
     int64_t r = blockIdx.x;
     const float *xr = x + r * cols;
@@ -38,10 +56,8 @@ __global__ void ln_fwd_kernel(float *y, float *mean, float *rstd, const float *x
     float m = (float)md;
     float rs = (float)(1.0 / sqrt(block_sum_d(ss, red) / (double)cols + eps));
     for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
-        float v = (xr[j] - m) * rs;
-        if (gamma) v *= gamma[j];
-        if (beta) v += beta[j];
-        yr[j] = v;
+        float v = norm_at(xr[j], m, rs, gamma, beta, j);
+        yr[j] = act && !(v > 0.0f) ? slope * v : v;
     }
     if (threadIdx.x == 0) {
         if (mean) mean[r] = m;
@@ -51,21 +67,23 @@ __global__ void ln_fwd_kernel(float *y, float *mean, float *rstd, const float *x
 
 /* dx = rstd · (gx - mean(gx) - xhat · mean(gx·xhat)), gx = dy·gamma */
 __global__ void ln_bwd_dx_kernel(float *dx, const float *dy, const float *x, const float *mean, const float *rstd,
-                                 const float *gamma, int64_t cols) {
+                                 const float *gamma, const float *beta, int64_t cols, int act, float slope) {
     __shared__ double red[32];
     int64_t r = blockIdx.x;
     const float *xr = x + r * cols, *gr = dy + r * cols;
     float m = mean[r], rs = rstd[r];
     double ad = 0.0, bd = 0.0;
     for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
-        float gx = gamma ? gr[j] * gamma[j] : gr[j];
+        float g = grad_at(gr[j], act, slope, xr[j], m, rs, gamma, beta, j);
+        float gx = gamma ? g * gamma[j] : g;
         ad += gx;
         bd += gx * ((xr[j] - m) * rs);
     }
     float a = (float)(block_sum_d(ad, red) / (double)cols);
     float b = (float)(block_sum_d(bd, red) / (double)cols);
     for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
-        float gx = gamma ? gr[j] * gamma[j] : gr[j];
+        float g = grad_at(gr[j], act, slope, xr[j], m, rs, gamma, beta, j);
+        float gx = gamma ? g * gamma[j] : g;
         float xh = (xr[j] - m) * rs;
         dx[r * cols + j] = rs * (gx - a - xh * b);
     }
@@ -73,14 +91,15 @@ __global__ void ln_bwd_dx_kernel(float *dx, const float *dy, const float *x, con
 
 /* partial[(s·2 + 0)·cols + j] = Σ_{r in slice s} dy·xhat, [(s·2 + 1)·cols + j] = Σ dy */
 __global__ void ln_bwd_params_kernel(double *partial, const float *dy, const float *x, const float *mean,
-                                     const float *rstd, int64_t rows, int64_t cols, int64_t chunk) {
+                                     const float *rstd, const float *gamma, const float *beta, int64_t rows,
+                                     int64_t cols, int64_t chunk, int act, float slope) {
     int64_t j = gtid(), s = blockIdx.y;
     if (j >= cols) return;
     int64_t r0 = s * chunk, r1 = r0 + chunk < rows ? r0 + chunk : rows;
     double dg = 0.0, db = 0.0;
     for (int64_t r = r0; r < r1; r++) {
-        float g = dy[r * cols + j];
-        dg += g * ((x[r * cols + j] - mean[r]) * rstd[r]);
+        float xv = x[r * cols + j], g = grad_at(dy[r * cols + j], act, slope, xv, mean[r], rstd[r], gamma, beta, j);
+        dg += g * ((xv - mean[r]) * rstd[r]);
         db += g;
     }
     partial[(s * 2) * cols + j] = dg;
@@ -102,20 +121,24 @@ __global__ void ln_params_sum_kernel(float *dgamma, float *dbeta, const double *
 } /* namespace */
 
 void layernorm_fwd(float *y, float *mean, float *rstd, const float *x, const float *gamma, const float *beta,
-                   int64_t rows, int64_t cols, float eps) {
+                   int64_t rows, int64_t cols, float eps, int act, float slope) {
     if (rows <= 0 || cols <= 0) return;
-    CG_LAUNCH(ln_fwd_kernel, (unsigned)rows, row_threads(cols), 0, y, mean, rstd, x, gamma, beta, cols, eps);
+    CG_LAUNCH(ln_fwd_kernel, (unsigned)rows, row_threads(cols), 0, y, mean, rstd, x, gamma, beta, cols, eps, act,
+              slope);
 }
 
 void layernorm_bwd(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x, const float *mean,
-                   const float *rstd, const float *gamma, int64_t rows, int64_t cols) {
+                   const float *rstd, const float *gamma, const float *beta, int64_t rows, int64_t cols, int act,
+                   float slope) {
     if (cols <= 0) return;
     if (rows <= 0) { /* no rows: zero parameter gradients */
         if (dgamma) fill(dgamma, 0.0f, cols);
         if (dbeta) fill(dbeta, 0.0f, cols);
         return;
     }
-    if (dx) CG_LAUNCH(ln_bwd_dx_kernel, (unsigned)rows, row_threads(cols), 0, dx, dy, x, mean, rstd, gamma, cols);
+    if (dx)
+        CG_LAUNCH(ln_bwd_dx_kernel, (unsigned)rows, row_threads(cols), 0, dx, dy, x, mean, rstd, gamma, beta, cols, act,
+                  slope);
     if (dgamma || dbeta) {
         int64_t cblocks = ceil_div(cols, kThreads), want = (int64_t)sm_count() * 4;
         int64_t S = cblocks >= want ? 1 : ceil_div(want, cblocks);
@@ -125,7 +148,7 @@ void layernorm_bwd(float *dx, float *dgamma, float *dbeta, const float *dy, cons
         S = ceil_div(rows, chunk);
         double *partial = (double *)ws_alloc((size_t)(2 * S * cols) * sizeof(double));
         CG_LAUNCH(ln_bwd_params_kernel, dim3((unsigned)cblocks, (unsigned)S), kThreads, 0, partial, dy, x, mean, rstd,
-                  rows, cols, chunk);
+                  gamma, beta, rows, cols, chunk, act, slope);
         CG_LAUNCH(ln_params_sum_kernel, grid_for(cols), kThreads, 0, dgamma, dbeta, partial, cols, S);
         ws_free(partial);
     }
