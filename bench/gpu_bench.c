@@ -261,6 +261,12 @@ static cg_tensor *keep(cg_tape_pos m, cg_tensor *t) {
     return t;
 }
 
+/* leaky(norm(h)) for one of the model's layer norms (3 axes, eps 1e-5: as built above),
+ * one kernel each way (cg_layer_norm_leaky). */
+static cg_tensor *ln_leaky(cg_module *norm, cg_tensor *h, float slope) {
+    return cg_layer_norm_leaky(h, 3, cg_module_param(norm, "weight"), cg_module_param(norm, "bias"), 1e-5f, slope);
+}
+
 /* leaky(norm(layer(x))) with everything but the result freed; consumes x. */
 static cg_tensor *stage(cg_module *layer, cg_module *norm, cg_tensor *x, float slope) {
     prof_start();
@@ -268,12 +274,8 @@ static cg_tensor *stage(cg_module *layer, cg_module *norm, cg_tensor *x, float s
     cg_tensor *h = keep(m, cg_module_forward(layer, x));
     double flop = module_flop(layer, x, h), bytes = tbytes(x) + tbytes(h);
     cg_tensor_free(x);
-    if (norm) {
-        cg_tensor *n = keep(m, cg_module_forward(norm, h));
-        cg_tensor_free(h);
-        h = n;
-    }
-    cg_tensor *a = keep(m, slope < 0 ? cg_relu(h) : cg_leaky_relu(h, slope));
+    CG_ASSERT(!norm || slope >= 0); /* a norm is followed by a leaky ReLU here */
+    cg_tensor *a = keep(m, norm ? ln_leaky(norm, h, slope) : slope < 0 ? cg_relu(h) : cg_leaky_relu(h, slope));
     cg_tensor_free(h);
     char nm[64];
     snprintf(nm, sizeof nm, "dec.%.12s%s", layer->name, norm ? "+ln" : "");
@@ -494,7 +496,7 @@ static cg_tensor *pp_loss(bibae *m, cg_tensor *x, cg_tensor *E, cg_tensor *targe
     int64_t Bn = x->shape[0];
     cg_tensor *ec = cg_concat(2, (cg_tensor *[]){cg_sum(cg_flatten(x, 1), CG_AXIS(1), true), E}, 1);
     for (int i = 0; i < 3; i++) ec = cg_leaky_relu(cg_module_forward(m->fcec[i], ec), 0.01f);
-    cg_tensor *h = cg_leaky_relu(cg_module_forward(m->pln[0], cg_module_forward(m->pconv[0], x)), 0.01f);
+    cg_tensor *h = ln_leaky(m->pln[0], cg_module_forward(m->pconv[0], x), 0.01f);
     if (fold) {
         cg_module *c2 = m->pconv[1];
         cg_tensor *w2 = cg_reshape(cg_module_param(c2, "weight"), CG_SHAPE(128, 192));
@@ -505,11 +507,10 @@ static cg_tensor *pp_loss(bibae *m, cg_tensor *x, cg_tensor *E, cg_tensor *targe
         cg_tensor *e5 = cg_expand(cg_reshape(ec, CG_SHAPE(Bn, 64, 1, 1, 1)), CG_SHAPE(Bn, 64, 30, 30, 30));
         h = cg_module_forward(m->pconv[1], cg_concat(2, (cg_tensor *[]){h, e5}, 1));
     }
-    h = cg_leaky_relu(cg_module_forward(m->pln[1], h), 0.01f);
+    h = ln_leaky(m->pln[1], h, 0.01f);
     for (int i = 2; i < 5; i++) {
         h = cg_module_forward(m->pconv[i], h);
-        if (i < 4) h = cg_module_forward(m->pln[i], h);
-        h = cg_leaky_relu(h, 0.01f);
+        h = i < 4 ? ln_leaky(m->pln[i], h, 0.01f) : cg_leaky_relu(h, 0.01f);
     }
     return cg_mse_loss(cg_module_forward(m->pconv[5], h), target);
 }
