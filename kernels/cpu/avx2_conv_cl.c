@@ -65,7 +65,7 @@ typedef struct {
     int *nruns;
 } clplan;
 
-/* Bits of the taps t of `axis` whose staged index o + t holds input for output o. */
+/* Bits of the taps t of `axis` whose staged index o·stride + t holds input for output o. */
 static uint32_t tap_mask(const clplan *p, int axis, int o) {
     uint32_t m = 0;
     for (int t = 0; t < p->k[axis]; t++) {
@@ -81,7 +81,7 @@ static double cl_waste(int out_w, int in_w, int k, int s, int pad) {
     double useful = 0;
     for (int o = 0; o < out_w; o++)
         for (int t = 0; t < k; t++) useful += o * s + t - pad >= 0 && o * s + t - pad < in_w;
-    return 1.0 - useful / ((double)(out_w + 7) / 8 * 8 * k);
+    return 1.0 - useful / ((double)((out_w + 7) / 8 * 8) * k);
 }
 
 /* Whether to take a forward-shaped correlation (Co outputs, kernel k, padding pad). */
@@ -109,8 +109,8 @@ static void cl_free(clplan *p) {
     free(p->nruns);
 }
 
-/* The plan of a stride-1 correlation; w(co, ci, kd, kh, kw) gives its weights. For the
- * forward w is read as is; for backward-data (flip) as w[ci][co] with the taps reversed. */
+/* The plan of a correlation of stride `stride` (1 for backward-data). For the forward w is
+ * read as is (Co, Ci, taps); for backward-data (flip) as w[ci][co] with the taps reversed. */
 static int cl_plan(clplan *p, int Ci, int Co, const int *k, const int *stride, const int *pad, const int *in,
                    const int *out, const float *w, int flip) {
     memset(p, 0, sizeof *p);
