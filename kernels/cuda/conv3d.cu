@@ -331,17 +331,57 @@ void conv_run(float *dst, const float *src, const float *w, const float *bias, c
     ws_free(tab);
 }
 
+/* Kernel size 1, stride 1, no padding: per sample a plain matrix product over the P voxels
+ * (the post-processor's layers in training), with none of the implicit product's
+ * per-element table lookups and bounds tests. */
+bool is_k1(const cg_conv_desc *c) {
+    for (int a = 0; a < 3; a++)
+        if (c->k[a] != 1 || c->stride[a] != 1 || c->pad[a] != 0) return false;
+    return c->N > 0 && c->Ci > 0 && c->Co > 0;
+}
+
+int64_t voxels(const int *e) { return (int64_t)e[0] * e[1] * e[2]; }
+
 } /* namespace */
 
 void conv_fwd(float *y, const float *x, const float *w, const float *bias, const cg_conv_desc *c) {
+    if (is_k1(c)) { /* y[n] = w · x[n] + bias: the per-voxel layer without norm or activation */
+        cg_pw_args a = {};
+        a.y = y;
+        a.x = x;
+        a.w = w;
+        a.bias = bias;
+        a.B = c->N;
+        a.Ci = c->Ci;
+        a.Co = c->Co;
+        a.V = voxels(c->in);
+        pointwise_layer(&a);
+        return;
+    }
     conv_run(y, x, w, bias, c, 0);
 }
 
 void conv_bwd_data(float *dx, const float *dy, const float *w, const cg_conv_desc *c) {
+    if (is_k1(c)) { /* dx[n] (Ci x P) = wᵀ (Ci x Co) · dy[n] (Co x P) */
+        int64_t P = voxels(c->in);
+        gemm(1, 0, c->Ci, P, c->Co, 1.0f, w, c->Ci, 0, dy, P, c->Co * P, 0.0f, dx, P, c->Ci * P, c->N);
+        return;
+    }
     conv_run(dx, dy, w, nullptr, c, 1);
 }
 
 void conv_bwd_weight(float *dw, const float *x, const float *dy, const cg_conv_desc *c) {
+    if (is_k1(c) && voxels(c->in) > 0) {
+        /* dw = Σ_n dy[n] (Co x P) · x[n]ᵀ (P x Ci): one product per sample, then their sum
+         * over n in order (deterministic) */
+        int64_t P = voxels(c->in), nw = (int64_t)c->Co * c->Ci;
+        float *part = (float *)ws_alloc((size_t)(c->N * nw) * sizeof(float));
+        gemm(0, 1, c->Co, c->Ci, P, 1.0f, dy, P, c->Co * P, x, P, c->Ci * P, 0.0f, part, c->Ci, nw, c->N);
+        int64_t shape[2] = {c->N, nw};
+        reduce_sum(dw, part, 2, shape, 1u);
+        ws_free(part);
+        return;
+    }
     int64_t k3 = (int64_t)c->k[0] * c->k[1] * c->k[2];
     int64_t ncol = (int64_t)c->Ci * k3, nw = c->Co * ncol;
     if (nw <= 0) return;
