@@ -78,7 +78,7 @@ static inline int unary_vec(cg_unary_op op, __m256 x, __m256 p0, __m256 p1, __m2
     case CG_U_RELU: *out = _mm256_and_ps(_mm256_cmp_ps(x, zero, _CMP_GT_OQ), x); return 1;
     case CG_U_STEP: *out = _mm256_and_ps(_mm256_cmp_ps(x, p0, _CMP_GT_OQ), one); return 1;
     case CG_U_LEAKY_RELU:
-        *out = _mm256_blendv_ps(_mm256_mul_ps(p0, x), x, _mm256_cmp_ps(x, zero, _CMP_GT_OQ));
+        *out = cg_avx2_leaky_by(x, x, p0);
         return 1;
     case CG_U_LEAKY_STEP: *out = _mm256_blendv_ps(p0, one, _mm256_cmp_ps(x, zero, _CMP_GT_OQ)); return 1;
     case CG_U_SOFTSIGN: *out = _mm256_div_ps(x, _mm256_add_ps(one, _mm256_andnot_ps(sign, x))); return 1;

@@ -47,11 +47,6 @@ static inline __attribute__((always_inline)) __m256 norm_vec(__m256 x, __m256 m,
     return v;
 }
 
-/* a(n) = n > 0 ? n : slope·n, and a'(n)·g = n > 0 ? g : slope·g */
-static inline __m256 leaky_vec(__m256 n, __m256 v, __m256 slope) {
-    return _mm256_blendv_ps(_mm256_mul_ps(v, slope), v, _mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_GT_OQ));
-}
-
 /* ---------------------------------------------------------- forward ---- */
 
 typedef struct {
@@ -97,7 +92,7 @@ static void fwd_task(void *ctx, int64_t b, int64_t e, int worker) {
             int tail = n - j < 8;
             __m256i mk = cg_avx2_mask(tail ? (int)(n - j) : 8);
             __m256 v = norm_vec(load_or(x + j, n - j, mk, 0.0f), mf, rf, J->gamma, J->beta, j, n - j, mk);
-            if (J->act) v = leaky_vec(v, v, _mm256_set1_ps(J->slope));
+            if (J->act) v = cg_avx2_leaky_by(v, v, _mm256_set1_ps(J->slope));
             if (tail) _mm256_maskstore_ps(y + j, mk, v);
             else _mm256_storeu_ps(y + j, v);
         }
@@ -127,7 +122,7 @@ typedef struct {
 static inline __m256 grad_vec(const bwd_job *J, __m256 g, __m256 x, __m256 m, __m256 rs, int64_t j, int64_t left,
                               __m256i mk) {
     if (!J->act) return g;
-    return leaky_vec(norm_vec(x, m, rs, J->gamma, J->beta, j, left, mk), g, _mm256_set1_ps(J->slope));
+    return cg_avx2_leaky_by(norm_vec(x, m, rs, J->gamma, J->beta, j, left, mk), g, _mm256_set1_ps(J->slope));
 }
 
 /* dx = rstd·(gx - mean(gx) - xhat·mean(gx·xhat)), gx = dy·gamma, per row. */

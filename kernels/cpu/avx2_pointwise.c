@@ -107,7 +107,7 @@ static void load_block(const pw_job *J, float *A, int64_t b, int64_t v0, int nv,
                 if (J->beta) t = _mm256_add_ps(t, n >= 8 ? _mm256_loadu_ps(J->beta + v0 + v)
                                                          : _mm256_maskload_ps(J->beta + v0 + v, mk));
             }
-            if (J->act) t = _mm256_blendv_ps(t, _mm256_mul_ps(t, slope), _mm256_cmp_ps(t, zero, _CMP_LE_OQ));
+            if (J->act) t = cg_avx2_leaky_by(t, t, slope);
             if (n < 8) t = _mm256_and_ps(t, _mm256_castsi256_ps(mk));
             _mm256_storeu_ps(dst, t);
         }
@@ -180,7 +180,7 @@ static void pw_task(void *ctx, int64_t b0, int64_t e0, int worker) {
                     const __m256 p = _mm256_set1_ps(J->proj[co]);
                     for (int u = 0; u < 4; u++) {
                         __m256 t = _mm256_loadu_ps(Z + co * VB + v + 8 * u); /* rows are VB long: in bounds */
-                        if (J->act) t = _mm256_blendv_ps(t, _mm256_mul_ps(t, slope), _mm256_cmp_ps(t, zero, _CMP_LE_OQ));
+                        if (J->act) t = cg_avx2_leaky_by(t, t, slope);
                         s[u] = _mm256_fmadd_ps(p, t, s[u]);
                     }
                 }

@@ -24,6 +24,12 @@ static inline __m256i cg_avx2_mask(int n) {
     return _mm256_loadu_si256((const __m256i *)(tab + 8 - n));
 }
 
+/* The leaky ReLU's selection: v where n > 0, else slope·v (NaN n: slope·v). With n = v the
+ * activation leaky_relu(v); with n the pre-activation and v a gradient, its backward. */
+static inline __m256 cg_avx2_leaky_by(__m256 n, __m256 v, __m256 slope) {
+    return _mm256_blendv_ps(_mm256_mul_ps(v, slope), v, _mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_GT_OQ));
+}
+
 /* Sum of the 8 lanes, in a fixed order. */
 static inline float cg_avx2_hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
