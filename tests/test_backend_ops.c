@@ -551,7 +551,8 @@ static void case_layernorm(const cg_backend *be) {
         ON_BOTH(be, 2 * cols, 1e-4, 1e-6, "layernorm_bwd dgamma/dbeta", shape, {
             float *dx = a_up(A, x, n), *dg = a_up(A, g, cols), *db = a_up(A, b, cols), *ddy = a_up(A, dy, n);
             float *m = a_up(A, mean, rows), *r = a_up(A, rstd, rows), *o = a_out(A, 2 * cols);
-            A->be->layernorm_bwd(NULL, o, o + cols, ddy, dx, m, r, dg, db, rows, cols, act, slope);
+            A->be->layernorm_bwd(NULL, o, o + cols, ddy, dx, m, r, affine ? dg : NULL, affine ? db : NULL, rows, cols,
+                                 act, slope); /* the parameters the nudge above assumed */
             a_down(A, res, o, 2 * cols);
         });
         free(x); free(g); free(b); free(dy); free(mean); free(rstd);
