@@ -363,39 +363,12 @@ typedef struct {
     char impl[3][64];
 } case_result;
 
-static cg_conv_desc desc_of(const bcase *b, int64_t N) {
-    cg_conv_desc c = {.N = N};
-    if (!b->transposed) {
-        c.Ci = b->Ci;
-        c.Co = b->Co;
-        for (int d = 0; d < 3; d++) {
-            c.in[d] = b->D;
-            c.out[d] = (b->D + 2 * b->p - b->k) / b->s + 1;
-        }
-    } else {
-        /* the transposed conv Ci→Co, input D: the conv it transposes is Co→Ci with input
-         * (D - 1)·s - 2p + k and output D */
-        c.Ci = b->Co;
-        c.Co = b->Ci;
-        for (int d = 0; d < 3; d++) {
-            c.out[d] = b->D;
-            c.in[d] = (b->D - 1) * b->s - 2 * b->p + b->k;
-        }
-    }
-    for (int d = 0; d < 3; d++) {
-        c.k[d] = b->k;
-        c.stride[d] = b->s;
-        c.pad[d] = b->p;
-    }
-    return c;
-}
-
 static double conv_flops(const cg_conv_desc *c) {
     return 2.0 * (double)c->N * c->Co * c->Ci * c->k[0] * c->k[1] * c->k[2] * c->out[0] * c->out[1] * c->out[2];
 }
 
 static void run_case(const bcase *b, int64_t N, int reps, const cg_backend *be, case_result *r) {
-    cg_conv_desc c = desc_of(b, N);
+    cg_conv_desc c = cg_layer_case_desc(b, N);
     cg_case k;
     cg_case_make(&k, be, &c, b->transposed);
     dnnl_pass ps[3];
@@ -539,7 +512,7 @@ int main(int argc, char **argv) {
     }
     free(all);
     for (int i = 0; i < ncases; i++) {
-        cg_conv_desc c = desc_of(&cases[i], N);
+        cg_conv_desc c = cg_layer_case_desc(&cases[i], N);
         double fl = conv_flops(&c);
         double tc = 0, td = 0;
         for (int pass = 0; pass < 3; pass++) {
@@ -611,7 +584,7 @@ int main(int argc, char **argv) {
         fprintf(f, "  \"fma_peak_gflops\": %.2f,\n  \"fma_peak_gflops_start_end\": [%.2f, %.2f],\n", pk, peak, peak_end);
         fprintf(f, "  \"load_avg_1min_at_end\": %.2f,\n  \"cases\": [\n", load_end[0]);
         for (int i = 0; i < ncases; i++) {
-            cg_conv_desc c = desc_of(&cases[i], N);
+            cg_conv_desc c = cg_layer_case_desc(&cases[i], N);
             double fl = conv_flops(&c), tc = 0, td = 0;
             fprintf(f, "    {\"name\": \"%s\", \"op\": \"%s\", \"Ci\": %d, \"Co\": %d, \"k\": %d, \"stride\": %d, "
                        "\"pad\": %d, \"D\": %d, \"gflop\": %.4f,\n",

@@ -6,6 +6,8 @@
 #ifndef CG_BENCH_LAYER_SUITE_H
 #define CG_BENCH_LAYER_SUITE_H
 
+#include "core/backend.h"
+
 typedef struct {
     const char *name;
     int transposed;         /* conv_transpose3d: Ci→Co are the transposed conv's channels */
@@ -24,5 +26,19 @@ static const cg_layer_case CG_LAYER_SUITE[] = {
     {"gan3d_k5_8to8_25", 0, 8, 8, 5, 1, 2, 25},
 };
 #define CG_LAYER_SUITE_N ((int)(sizeof CG_LAYER_SUITE / sizeof CG_LAYER_SUITE[0]))
+
+/* The convolution a case runs at batch N: the conv itself, or for a transposed conv Ci→Co
+ * with input D the conv it transposes, Co→Ci with input (D - 1)·s - 2p + k and output D. */
+static inline cg_conv_desc cg_layer_case_desc(const cg_layer_case *b, int64_t N) {
+    cg_conv_desc c = {.N = N, .Ci = b->transposed ? b->Co : b->Ci, .Co = b->transposed ? b->Ci : b->Co};
+    for (int d = 0; d < 3; d++) {
+        c.k[d] = b->k;
+        c.stride[d] = b->s;
+        c.pad[d] = b->p;
+        c.in[d] = b->transposed ? (b->D - 1) * b->s - 2 * b->p + b->k : b->D;
+        c.out[d] = b->transposed ? b->D : (b->D + 2 * b->p - b->k) / b->s + 1;
+    }
+    return c;
+}
 
 #endif

@@ -17,6 +17,7 @@
  */
 #include "test.h"
 #include "kernels/cpu/ref.h"
+#include "bench/layer_suite.h"
 
 /* ------------------------------------------------------------ buffers ---- */
 
@@ -444,17 +445,11 @@ static void case_conv_more(const cg_backend *be) {
                                 1, 1, 1, 1, 1, 0, 0, 0));
 }
 
-/* The layer suite at full extent, batch 1 (slow: the reference is plain loops). */
+/* The issue's layer suite at full extent (bench/layer_suite.h, the table the benchmarks
+ * time), batch 1 (slow: the reference is plain loops); a transposed case as the conv it
+ * transposes, whose three passes are the transposed conv's three. */
 static void case_conv_layer_suite(const cg_backend *be) {
-    conv_case(be, conv_desc(1, 1, 32, 30, 30, 30, 4, 4, 4, 2, 2, 2, 1, 1, 1));
-    conv_case(be, conv_desc(1, 32, 32, 30, 30, 30, 3, 3, 3, 1, 1, 1, 1, 1, 1));
-    conv_case(be, conv_desc(1, 32, 64, 30, 30, 30, 4, 4, 4, 2, 2, 2, 1, 1, 1));
-    conv_case(be, conv_desc(1, 64, 64, 15, 15, 15, 3, 3, 3, 1, 1, 1, 1, 1, 1));
-    conv_case(be, conv_desc(1, 32, 64, 30, 30, 30, 4, 4, 4, 2, 2, 2, 1, 1, 1)); /* ct4s2 64->32, 15 -> 30 */
-    conv_case(be, conv_desc(1, 1, 32, 30, 30, 30, 3, 3, 3, 1, 1, 1, 1, 1, 1));  /* ct3 32->1 */
-    conv_case(be, conv_desc(1, 2, 128, 30, 30, 30, 1, 1, 1, 1, 1, 1, 0, 0, 0));
-    conv_case(be, conv_desc(1, 128, 128, 30, 30, 30, 1, 1, 1, 1, 1, 1, 0, 0, 0));
-    conv_case(be, conv_desc(1, 8, 8, 25, 25, 25, 5, 5, 5, 1, 1, 1, 2, 2, 2));
+    for (int i = 0; i < CG_LAYER_SUITE_N; i++) conv_case(be, cg_layer_case_desc(&CG_LAYER_SUITE[i], 1));
 }
 
 /* The channel-lane convolutions (avx2_conv_cl.c: 16·n output channels for the forward, any

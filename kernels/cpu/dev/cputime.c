@@ -39,14 +39,7 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < sizeof SUITE / sizeof SUITE[0]; i++) {
         const bcase *b = &SUITE[i];
         if (only && !strstr(b->name, only)) continue;
-        cg_conv_desc c = {.N = 8};
-        c.Ci = b->transposed ? b->Co : b->Ci;
-        c.Co = b->transposed ? b->Ci : b->Co;
-        for (int d = 0; d < 3; d++) {
-            c.k[d] = b->k; c.stride[d] = b->s; c.pad[d] = b->p;
-            if (b->transposed) { c.out[d] = b->D; c.in[d] = (b->D - 1) * b->s - 2 * b->p + b->k; }
-            else { c.in[d] = b->D; c.out[d] = (b->D + 2 * b->p - b->k) / b->s + 1; }
-        }
+        cg_conv_desc c = cg_layer_case_desc(b, 8);
         int64_t nx = c.N * c.Ci * c.in[0] * c.in[1] * c.in[2], ny = c.N * c.Co * c.out[0] * c.out[1] * c.out[2];
         int64_t nw = (int64_t)c.Co * c.Ci * c.k[0] * c.k[1] * c.k[2];
         float *x = rnd(nx), *dx = rnd(nx), *y = rnd(ny), *dy = rnd(ny), *w = rnd(nw), *dw = rnd(nw);
