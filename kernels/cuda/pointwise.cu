@@ -30,12 +30,9 @@ namespace CG_CUDA_NS {
 namespace {
 
 struct PointwiseOp {
-    const float *x, *xs, *xt, *xm, *xr, *gamma, *beta, *w, *bias, *bias_b, *proj;
-    float *y;
+    cg_pw_args p; /* the layer (core/backend.h), its pointers offset to this launch's samples */
     float *stats; /* (B, Co, ntiles, 2): tile mean, tile M2; or NULL */
-    int64_t V, ntiles;
-    int Ci, Co, act;
-    float slope;
+    int64_t ntiles;
 
     struct Thread {
         int64_t k_begin, k_end;
@@ -47,56 +44,56 @@ struct PointwiseOp {
 
     __device__ bool begin(Thread &th, int m0, int j0, int z, int jl) const {
         th.k_begin = 0;
-        th.k_end = Ci;
+        th.k_end = p.Ci;
         th.b = z;
         th.v = (int64_t)j0 + jl;
-        th.valid = th.v < V;
-        th.xb = x + th.b * (xs ? 1 : Ci) * V;
-        th.x0 = xs && th.valid ? th.xb[th.v] : 0.0f;
-        th.g = gamma && th.valid ? gamma[th.v] : 1.0f;
-        th.be = beta && th.valid ? beta[th.v] : 0.0f;
+        th.valid = th.v < p.V;
+        th.xb = p.x + th.b * (p.x_scale ? 1 : p.Ci) * p.V;
+        th.x0 = p.x_scale && th.valid ? th.xb[th.v] : 0.0f;
+        th.g = p.gamma && th.valid ? p.gamma[th.v] : 1.0f;
+        th.be = p.beta && th.valid ? p.beta[th.v] : 0.0f;
         return true;
     }
     __device__ bool a_kfast() const { return true; }
     __device__ bool b_jfast() const { return true; }
-    __device__ float a(const Thread &th, int64_t m, int64_t k) const { return m < Co ? w[m * Ci + k] : 0.0f; }
+    __device__ float a(const Thread &th, int64_t m, int64_t k) const { return m < p.Co ? p.w[m * p.Ci + k] : 0.0f; }
     __device__ float b(const Thread &th, int64_t k, int jl) const {
         if (!th.valid) return 0.0f;
-        float t = xs ? fmaf(xs[k], th.x0, xt ? xt[k] : 0.0f) : th.xb[k * V + th.v];
-        if (xm) t = (t - xm[th.b * Ci + k]) * xr[th.b * Ci + k] * th.g + th.be;
-        if (act && t <= 0.0f) t *= slope;
+        float t = p.x_scale ? fmaf(p.x_scale[k], th.x0, p.x_shift ? p.x_shift[k] : 0.0f) : th.xb[k * p.V + th.v];
+        if (p.x_mean) t = (t - p.x_mean[th.b * p.Ci + k]) * p.x_rstd[th.b * p.Ci + k] * th.g + th.be;
+        if (p.act && t <= 0.0f) t *= p.slope;
         return t;
     }
     __device__ float bias_of(const Thread &th, int m) const {
-        return (bias ? bias[m] : 0.0f) + (bias_b ? bias_b[th.b * Co + m] : 0.0f);
+        return (p.bias ? p.bias[m] : 0.0f) + (p.bias_b ? p.bias_b[th.b * p.Co + m] : 0.0f);
     }
     template <int BM, int BN>
     __device__ void epilogue(const Thread &th, const float *Cs, int ldc, int m0, int j0, int tid) const {
-        if (proj) { /* the whole column is in the tile (m0 == 0, Co <= BM): y = Σ proj · a(z) */
+        if (p.proj) { /* the whole column is in the tile (m0 == 0, Co <= BM): y = Σ proj · a(z) */
             for (int ji = tid; ji < BN; ji += 256) {
                 int64_t v = (int64_t)j0 + ji;
-                if (v >= V) break;
+                if (v >= p.V) break;
                 float s = 0.0f;
-                for (int m = 0; m < Co; m++) {
+                for (int m = 0; m < p.Co; m++) {
                     float z = Cs[m * ldc + ji] + bias_of(th, m);
-                    if (act && z <= 0.0f) z *= slope;
-                    s = fmaf(proj[m], z, s);
+                    if (p.act && z <= 0.0f) z *= p.slope;
+                    s = fmaf(p.proj[m], z, s);
                 }
-                y[th.b * V + v] = s;
+                p.y[th.b * p.V + v] = s;
             }
             return;
         }
         tile_foreach<BM, BN>(tid, [&](int mi, int ji) {
             int m = m0 + mi;
-            if (m < Co && th.valid) y[(th.b * Co + m) * V + th.v] = Cs[mi * ldc + ji] + bias_of(th, m);
+            if (m < p.Co && th.valid) p.y[(th.b * p.Co + m) * p.V + th.v] = Cs[mi * ldc + ji] + bias_of(th, m);
         });
         if (!stats) return;
         /* one warp per row: the tile's mean, then the centred sum of squares around it */
         int warp = tid / 32, lane = tid % 32;
-        int nvalid = V - j0 < BN ? (int)(V - j0) : BN;
+        int nvalid = p.V - j0 < BN ? (int)(p.V - j0) : BN;
         for (int mi = warp; mi < BM; mi += 8) {
             int m = m0 + mi;
-            if (m >= Co) break; /* uniform over the warp */
+            if (m >= p.Co) break; /* uniform over the warp */
             float bm = bias_of(th, m), s = 0.0f;
             for (int ji = lane; ji < nvalid; ji += 32) s += Cs[mi * ldc + ji] + bm;
             float mean = warp_sum(s) / (float)nvalid, q = 0.0f;
@@ -106,7 +103,7 @@ struct PointwiseOp {
             }
             q = warp_sum(q);
             if (lane == 0) {
-                float *st = stats + ((th.b * Co + m) * ntiles + j0 / BN) * 2;
+                float *st = stats + ((th.b * p.Co + m) * ntiles + j0 / BN) * 2;
                 st[0] = mean;
                 st[1] = q;
             }
@@ -165,36 +162,20 @@ void pointwise_layer(const cg_pw_args *a) {
     }
     const int xc = a->x_scale ? 1 : Ci, yc = a->proj ? 1 : Co; /* channels x holds, y gets */
     PointwiseOp op = {};
-    op.x = a->x;
-    op.xs = a->x_scale;
-    op.xt = a->x_shift;
-    op.xm = a->x_mean;
-    op.xr = a->x_rstd;
-    op.gamma = a->gamma;
-    op.beta = a->beta;
-    op.w = a->w;
-    op.bias = a->bias;
-    op.bias_b = a->bias_b;
-    op.proj = a->proj;
-    op.y = a->y;
-    op.V = V;
-    op.Ci = Ci;
-    op.Co = Co;
-    op.act = a->act;
-    op.slope = a->slope;
+    op.p = *a;
     int bn = igemm_tile_n(Co);
     op.ntiles = ceil_div(V, bn);
     op.stats = a->y_mean ? (float *)ws_alloc((size_t)(B * Co * op.ntiles * 2) * sizeof(float)) : nullptr;
     for (int64_t b0 = 0; b0 < B; b0 += 65535) { /* samples on grid z, 65535 at a time */
         int64_t nb = B - b0 < 65535 ? B - b0 : 65535;
         PointwiseOp part = op;
-        part.x = a->x + b0 * xc * V;
-        part.y = a->y + b0 * yc * V;
+        part.p.x = a->x + b0 * xc * V;
+        part.p.y = a->y + b0 * yc * V;
         if (a->x_mean) {
-            part.xm = a->x_mean + b0 * Ci;
-            part.xr = a->x_rstd + b0 * Ci;
+            part.p.x_mean = a->x_mean + b0 * Ci;
+            part.p.x_rstd = a->x_rstd + b0 * Ci;
         }
-        if (a->bias_b) part.bias_b = a->bias_b + b0 * Co;
+        if (a->bias_b) part.p.bias_b = a->bias_b + b0 * Co;
         if (op.stats) part.stats = op.stats + b0 * Co * op.ntiles * 2;
         igemm_launch(part, Co, V, (unsigned)nb);
     }
