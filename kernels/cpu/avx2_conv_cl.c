@@ -361,29 +361,25 @@ static void cl_run(const clplan *p, float *y, const float *x, const float *bias,
     cg_avx2_scratch_put(st);
 }
 
-int cg_avx2_conv_cl_fwd(float *y, const float *x, const float *w, const float *bias, const cg_conv_desc *c) {
-    if (c->N <= 0 || c->Ci <= 0 || !cl_takes(c->Ci, c->Co, c->in, c->out, c->k, c->pad, c->stride, 8)) return 0;
+/* The correlation Ci -> Co of src into dst when cl_takes it (1), else nothing (0). */
+static int cl_conv(float *dst, const float *src, const float *w, const float *bias, int64_t N, int Ci, int Co,
+                   const int *k, const int *stride, const int *pad, const int *in, const int *out, int max_stride,
+                   int flip) {
+    if (N <= 0 || Ci <= 0 || !cl_takes(Ci, Co, in, out, k, pad, stride, max_stride)) return 0;
     clplan p;
-    if (!cl_plan(&p, c->Ci, c->Co, c->k, c->stride, c->pad, c->in, c->out, w, 0)) {
-        cl_free(&p);
-        return 0;
-    }
-    cl_run(&p, y, x, bias, c->N);
+    int ok = cl_plan(&p, Ci, Co, k, stride, pad, in, out, w, flip);
+    if (ok) cl_run(&p, dst, src, bias, N);
     cl_free(&p);
-    return 1;
+    return ok;
+}
+
+int cg_avx2_conv_cl_fwd(float *y, const float *x, const float *w, const float *bias, const cg_conv_desc *c) {
+    return cl_conv(y, x, w, bias, c->N, c->Ci, c->Co, c->k, c->stride, c->pad, c->in, c->out, 8, 0);
 }
 
 /* Stride 1: dx = the correlation of dy (padded by k - 1 - pad) with w flipped, Co -> Ci. */
 int cg_avx2_conv_cl_bwd_data(float *dx, const float *dy, const float *w, const cg_conv_desc *c) {
     int pad[3];
     for (int d = 0; d < 3; d++) pad[d] = c->k[d] - 1 - c->pad[d];
-    if (c->N <= 0 || c->Co <= 0 || !cl_takes(c->Co, c->Ci, c->out, c->in, c->k, pad, c->stride, 1)) return 0;
-    clplan p;
-    if (!cl_plan(&p, c->Co, c->Ci, c->k, c->stride, pad, c->out, c->in, w, 1)) {
-        cl_free(&p);
-        return 0;
-    }
-    cl_run(&p, dx, dy, NULL, c->N);
-    cl_free(&p);
-    return 1;
+    return cl_conv(dx, dy, w, NULL, c->N, c->Co, c->Ci, c->k, c->stride, pad, c->out, c->in, 1, 1);
 }
