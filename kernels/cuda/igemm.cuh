@@ -71,6 +71,8 @@ template <int BM_, int BN_, int MODE> struct Cfg {
 
 __device__ __forceinline__ float4 ld4(const float *p) {
 #ifdef CG_CUDA_EMU
+    /* a GPU faults on a misaligned 16-byte load; the emulator's four loads would not */
+    if ((uintptr_t)p % 16) cg_emu::fail("ld4: a float4 load from an address that is not 16-byte aligned");
     return make_float4(p[0], p[1], p[2], p[3]);
 #else
     return *reinterpret_cast<const float4 *>(p);
