@@ -54,12 +54,17 @@ static int cmp_float(const void *a, const void *b) {
 
 typedef void (*run_fn)(void *ctx);
 
-/* Median GPU milliseconds of fn over B.reps runs after B.warmup runs. */
-static double time_ms(run_fn fn, void *ctx) {
-    for (int i = 0; i < B.warmup; i++) fn(ctx);
+/* Median GPU milliseconds of fn over B.reps runs after B.warmup runs; pre, if given, runs
+ * before each run of fn, untimed. */
+static double time_ms_after(run_fn pre, run_fn fn, void *ctx) {
+    for (int i = 0; i < B.warmup; i++) {
+        if (pre) pre(ctx);
+        fn(ctx);
+    }
     float t[64];
     int reps = B.reps < 64 ? B.reps : 64;
     for (int i = 0; i < reps; i++) {
+        if (pre) pre(ctx);
         cg_cuda_timer_start(B.timer);
         fn(ctx);
         t[i] = cg_cuda_timer_stop(B.timer);
@@ -67,6 +72,8 @@ static double time_ms(run_fn fn, void *ctx) {
     qsort(t, (size_t)reps, sizeof t[0], cmp_float);
     return reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
 }
+
+static double time_ms(run_fn fn, void *ctx) { return time_ms_after(NULL, fn, ctx); }
 
 static void record(const char *group, const char *name, const char *mode, const char *metric, double ms,
                    double flops, int64_t batch) {
@@ -132,6 +139,7 @@ static double module_flop(const cg_module *m, const cg_tensor *x, const cg_tenso
 typedef struct {
     const cg_layer_case *c;
     cg_tensor *x, *w, *gy;
+    cg_tensor *y; /* the forward's output, recorded for the backward */
 } layer_ctx;
 
 static cg_tensor *layer_forward(layer_ctx *l) {
@@ -146,15 +154,24 @@ static void run_layer_fwd(void *ctx) {
     cg_tape_reset();
 }
 
-static void run_layer_fwdbwd(void *ctx) {
+static void run_layer_recorded_fwd(void *ctx) {
     layer_ctx *l = ctx;
-    cg_tensor *y = layer_forward(l);
-    check(y, "layer forward");
-    if (cg_backward_with(y, l->gy) != CG_OK) check(NULL, "layer backward");
+    l->y = layer_forward(l);
+    check(l->y, "layer forward");
+}
+
+static void run_layer_bwd(void *ctx) {
+    layer_ctx *l = ctx;
+    if (cg_backward_with(l->y, l->gy) != CG_OK) check(NULL, "layer backward");
     cg_tensor_free(l->x->grad);
     cg_tensor_free(l->w->grad);
     l->x->grad = l->w->grad = NULL;
     cg_tape_reset();
+}
+
+static void run_layer_fwdbwd(void *ctx) {
+    run_layer_recorded_fwd(ctx);
+    run_layer_bwd(ctx);
 }
 
 static void bench_layers(int nmodes, const int *modes, cg_rng *rng) {
@@ -165,7 +182,7 @@ static void bench_layers(int nmodes, const int *modes, cg_rng *rng) {
         cg_layer_case c = CG_LAYER_SUITE[i];
         if (B.smoke) c.D = c.D / 3 > c.k ? c.D / 3 : c.k + 1;
         int64_t D = c.D, out = c.transposed ? (D - 1) * c.s - 2 * c.p + c.k : (D + 2 * c.p - c.k) / c.s + 1;
-        layer_ctx l = {&c, NULL, NULL, NULL};
+        layer_ctx l = {&c, NULL, NULL, NULL, NULL};
         l.x = cg_tensor_randn(GPU, CG_SHAPE(N, c.Ci, D, D, D), rng, 0, 1);
         l.w = c.transposed ? cg_tensor_randn(GPU, CG_SHAPE(c.Ci, c.Co, c.k, c.k, c.k), rng, 0, 0.1f)
                            : cg_tensor_randn(GPU, CG_SHAPE(c.Co, c.Ci, c.k, c.k, c.k), rng, 0, 0.1f);
@@ -183,12 +200,12 @@ static void bench_layers(int nmodes, const int *modes, cg_rng *rng) {
                    3 * flops / fb / 1e9);
             record("layers", c.name, MODE_NAME(modes[m]), "fwd", f, flops, N);
             record("layers", c.name, MODE_NAME(modes[m]), "fwd+bwd", fb, 3 * flops, N);
-            if (B.profile) { /* each gradient alone: forward + dx, forward + dw, minus the forward */
+            if (B.profile) { /* each gradient alone: the backward of a forward recorded untimed */
                 cg_set_requires_grad(l.w, false);
-                double fx = time_ms(run_layer_fwdbwd, &l) - f;
+                double fx = time_ms_after(run_layer_recorded_fwd, run_layer_bwd, &l);
                 cg_set_requires_grad(l.w, true);
                 cg_set_requires_grad(l.x, false);
-                double fw = time_ms(run_layer_fwdbwd, &l) - f;
+                double fw = time_ms_after(run_layer_recorded_fwd, run_layer_bwd, &l);
                 cg_set_requires_grad(l.x, true);
                 printf("  %-20s %-5s %10s %9s   dx %.3f ms (%.2f TFLOP/s), dw %.3f ms (%.2f TFLOP/s)\n", "", "", "",
                        "", fx, flops / fx / 1e9, fw, flops / fw / 1e9);

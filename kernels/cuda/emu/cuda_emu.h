@@ -6,7 +6,7 @@
  * How: the .cu files are compiled as C++ with -DCG_CUDA_EMU (through the wrappers in this
  * folder). This header then stands in for cuda_runtime.h:
  *  - a kernel launch runs the grid's blocks one after another; the threads of a block are
- *    fibers (ucontext) scheduled round-robin, switching only at __syncthreads and at
+ *    fibers (emu.cpp) scheduled round-robin, switching only at __syncthreads and at
  *    warp-collective operations (shuffles, ballots, mma). Even blocks run their threads in
  *    ascending order, odd blocks in descending order, so a missing barrier shows up as a
  *    wrong result in one direction or the other;
@@ -90,7 +90,6 @@ struct Fiber {
     uint3 tid;
     int linear, warp, lane;
     bool done;
-    void *ctx; /* ucontext_t, kept opaque here */
 };
 
 void yield();
