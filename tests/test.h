@@ -117,6 +117,15 @@ static inline double t_rel_err(const float *a, const float *b, int64_t n) {
     return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
+/* ‖got - want‖ / ‖want‖ of two tensors of the same size, on any device */
+static inline double t_tensor_rel_err(const cg_tensor *got, const cg_tensor *want) {
+    float *a = cg_tensor_host_copy(got), *b = cg_tensor_host_copy(want);
+    double e = a && b ? t_rel_err(a, b, cg_numel(want)) : INFINITY;
+    free(a);
+    free(b);
+    return e;
+}
+
 /* ------------------------------------------------------- gradcheck ---- */
 
 typedef cg_tensor *(*gc_fn)(cg_tensor *const *in, void *ctx);
